@@ -1,0 +1,93 @@
+//! What the command line's subcommands do; `main.rs` only parses arguments and calls these.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{self, ConfigError, ConfigSource};
+use crate::server::{ServeOptions, build_server};
+use crate::telemetry;
+
+pub const EXIT_RUNTIME: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+
+fn report_config_error(err: &ConfigError) {
+    match err {
+        ConfigError::Read { .. } => eprintln!("postern: {err}"),
+        ConfigError::Invalid {
+            source_name,
+            problems,
+        } => {
+            eprintln!(
+                "postern: {source_name} is not valid ({} problem(s)):",
+                problems.len()
+            );
+            for problem in problems {
+                eprintln!("  {problem}");
+            }
+        }
+    }
+}
+
+/// `postern check`: exit 0 and a one-line summary, or every problem with its key path and exit 2.
+pub fn check(config_path: Option<&Path>) -> ExitCode {
+    let source = ConfigSource::locate(config_path);
+    match config::load(&source) {
+        Ok(settings) => {
+            println!("{}: ok: {}", source.name(), settings.summary());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            report_config_error(&err);
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `postern serve`: runs until SIGTERM (graceful), SIGINT (fast) or SIGQUIT (hand-over to an
+/// upgrading process).
+pub fn serve(config_path: Option<&Path>, options: ServeOptions) -> ExitCode {
+    let source = ConfigSource::locate(config_path);
+    let settings = match config::load(&source) {
+        Ok(settings) => settings,
+        Err(err) => {
+            report_config_error(&err);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(&settings.log);
+    if !options.upgrade
+        && let Err(problem) = check_listeners_free(&settings)
+    {
+        tracing::error!("{problem}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    let listen = settings.server.listen;
+    let ops_listen = settings.ops.listen;
+    let threads = settings.server.threads;
+    let built = match build_server(settings, options) {
+        Ok(built) => built,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    tracing::info!(config = %source.name(), threads, "postern {} starting", env!("CARGO_PKG_VERSION"));
+    tracing::info!("proxy listening on http://{listen}");
+    tracing::info!("ops listening on http://{ops_listen} (/metrics, /healthz, /readyz)");
+    built.server.run(pingora::server::RunArgs::default());
+    tracing::info!("postern stopped");
+    ExitCode::SUCCESS
+}
+
+/// Binding inside Pingora fails with a panic in a service thread; find the common cause
+/// (address in use, no permission) first and say it in one line.
+fn check_listeners_free(settings: &config::Settings) -> Result<(), String> {
+    for (what, addr) in [
+        ("server.listen", settings.server.listen),
+        ("ops.listen", settings.ops.listen),
+    ] {
+        std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+    }
+    Ok(())
+}

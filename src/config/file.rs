@@ -1,0 +1,110 @@
+//! The configuration file as written: strings stay strings here; `validate` turns them into
+//! typed [`super::Settings`] and reports every problem with its key path.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::units::SizeValue;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub ops: OpsSection,
+    #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub identity_headers: IdentityHeadersSection,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamSection>,
+    #[serde(default)]
+    pub stores: BTreeMap<String, StoreSection>,
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: Option<String>,
+    pub threads: Option<usize>,
+    pub data_dir: Option<String>,
+    pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub error_log: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    pub max_body_size: Option<SizeValue>,
+    pub client_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
+    pub keepalive_requests: Option<u32>,
+    pub shutdown_grace_period: Option<String>,
+    pub shutdown_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsSection {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub level: Option<String>,
+    pub format: Option<String>,
+    pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityHeadersSection {
+    pub user_id: Option<String>,
+    pub user: Option<String>,
+    pub email: Option<String>,
+    pub roles: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub backends: Vec<String>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub tls_verify: Option<bool>,
+    pub sni: Option<String>,
+    pub preserve_host: Option<bool>,
+    pub retries: Option<usize>,
+    pub fail_timeout: Option<String>,
+    pub resolve_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub root: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub path: String,
+    pub methods: Option<Vec<String>>,
+    pub kind: Option<String>,
+    /// `"public"`, `"authenticated"` or `{ roles = [..], match = "any" | "all" }`;
+    /// read by `validate` so that each mistake gets its own message.
+    pub access: Option<toml::Value>,
+    pub upstream: Option<String>,
+    pub strip_prefix: Option<bool>,
+    pub store: Option<String>,
+    pub key: Option<String>,
+}

@@ -1,0 +1,188 @@
+//! The validated, normalized configuration every other module is built from.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Method;
+use http::header::HeaderName;
+use ipnet::IpNet;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub ops: OpsSettings,
+    pub log: LogSettings,
+    pub identity_headers: IdentityHeaders,
+    pub upstreams: Vec<UpstreamSettings>,
+    pub stores: Vec<StoreSettings>,
+    pub routes: Vec<RouteSettings>,
+}
+
+impl Settings {
+    pub fn summary(&self) -> String {
+        format!(
+            "{} route(s), {} upstream(s), {} store(s); listening on {}, ops on {}",
+            self.routes.len(),
+            self.upstreams.len(),
+            self.stores.len(),
+            self.server.listen,
+            self.ops.listen
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub threads: usize,
+    pub data_dir: PathBuf,
+    pub pid_file: PathBuf,
+    pub upgrade_sock: PathBuf,
+    pub error_log: Option<PathBuf>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_body_size: u64,
+    pub client_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub keepalive_requests: u32,
+    pub shutdown_grace_period: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpsSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
+    pub access_log: bool,
+}
+
+/// Header names carrying the verified identity to the upstream app.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user_id: HeaderName,
+    pub user: HeaderName,
+    pub email: HeaderName,
+    pub roles: HeaderName,
+}
+
+impl IdentityHeaders {
+    pub fn all(&self) -> [&HeaderName; 4] {
+        [&self.user_id, &self.user, &self.email, &self.roles]
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: String,
+    pub backends: Vec<BackendAddress>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub tls_verify: bool,
+    pub sni: Option<String>,
+    pub preserve_host: bool,
+    pub retries: usize,
+    pub fail_timeout: Duration,
+    pub resolve_interval: Duration,
+}
+
+/// A backend as configured: `http(s)://host:port`, resolved later, off the request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendAddress {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl BackendAddress {
+    pub fn authority(&self) -> String {
+        let default_port = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for BackendAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "{scheme}://{host}:{}", self.port)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    Filesystem { name: String, root: PathBuf },
+}
+
+impl StoreSettings {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Filesystem { name, .. } => name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// `*.example.com`: stored as `.example.com`, matches any subdomain (not the apex).
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleMatch {
+    Any,
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    Authenticated,
+    Roles {
+        roles: Vec<String>,
+        require: RoleMatch,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteTarget {
+    Upstream { upstream: usize, strip_prefix: bool },
+    Builtin,
+    Assets { store: usize, key_template: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    pub name: String,
+    pub host: Option<HostPattern>,
+    pub path: String,
+    pub methods: Option<Vec<Method>>,
+    pub access: Access,
+    pub target: RouteTarget,
+}

@@ -1,0 +1,689 @@
+//! Semantic validation: turns the file model into [`Settings`], collecting every problem.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Method;
+use http::header::HeaderName;
+use ipnet::IpNet;
+
+use super::Problem;
+use super::file::{FileConfig, RouteSection, StoreSection, UpstreamSection};
+use super::settings::*;
+use super::units::{SizeValue, parse_duration};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_OPS_LISTEN: &str = "127.0.0.1:9090";
+const DEFAULT_DATA_DIR: &str = "./data";
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::new(path, message));
+    }
+
+    fn duration(&mut self, path: &str, value: Option<&String>, default: Duration) -> Duration {
+        match value {
+            None => default,
+            Some(text) => parse_duration(text).unwrap_or_else(|e| {
+                self.report(path, e);
+                default
+            }),
+        }
+    }
+
+    fn size(&mut self, path: &str, value: Option<&SizeValue>, default: u64) -> u64 {
+        match value {
+            None => default,
+            Some(v) => v.to_bytes().unwrap_or_else(|e| {
+                self.report(path, e);
+                default
+            }),
+        }
+    }
+
+    fn socket_addr(&mut self, path: &str, value: Option<&String>, default: &str) -> SocketAddr {
+        let text = value.map(String::as_str).unwrap_or(default);
+        text.parse().unwrap_or_else(|_| {
+            self.report(
+                path,
+                format!(
+                    "{text:?} is not an IP:port address (e.g. \"127.0.0.1:8080\", \"[::]:8080\")"
+                ),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    fn header_name(&mut self, path: &str, value: Option<&String>, default: &str) -> HeaderName {
+        let text = value.map(String::as_str).unwrap_or(default);
+        HeaderName::from_bytes(text.as_bytes()).unwrap_or_else(|_| {
+            self.report(path, format!("{text:?} is not a valid header name"));
+            HeaderName::from_static("x-invalid")
+        })
+    }
+}
+
+pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    let server = server_settings(&mut c, &file);
+    let ops = OpsSettings {
+        listen: c.socket_addr("ops.listen", file.ops.listen.as_ref(), DEFAULT_OPS_LISTEN),
+    };
+    let log = log_settings(&mut c, &file);
+    let h = &file.identity_headers;
+    let identity_headers = IdentityHeaders {
+        user_id: c.header_name(
+            "identity_headers.user_id",
+            h.user_id.as_ref(),
+            "x-postern-user-id",
+        ),
+        user: c.header_name("identity_headers.user", h.user.as_ref(), "x-postern-user"),
+        email: c.header_name(
+            "identity_headers.email",
+            h.email.as_ref(),
+            "x-postern-email",
+        ),
+        roles: c.header_name(
+            "identity_headers.roles",
+            h.roles.as_ref(),
+            "x-postern-roles",
+        ),
+    };
+
+    let upstreams: Vec<UpstreamSettings> = file
+        .upstreams
+        .iter()
+        .map(|(name, section)| upstream_settings(&mut c, name, section))
+        .collect();
+    let stores: Vec<StoreSettings> = file
+        .stores
+        .iter()
+        .filter_map(|(name, section)| store_settings(&mut c, name, section, &server.data_dir))
+        .collect();
+
+    if file.routes.is_empty() {
+        c.report("routes", "at least one route is required");
+    }
+    let mut names = HashSet::new();
+    let routes: Vec<RouteSettings> = file
+        .routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, section)| {
+            let route = route_settings(&mut c, i, section, &upstreams, &stores)?;
+            if !names.insert(route.name.clone()) {
+                c.report(
+                    format!("routes[{i}].name"),
+                    format!("route name {:?} is used twice", route.name),
+                );
+            }
+            Some(route)
+        })
+        .collect();
+    if c.problems.is_empty() {
+        Ok(Settings {
+            server,
+            ops,
+            log,
+            identity_headers,
+            upstreams,
+            stores,
+            routes,
+        })
+    } else {
+        Err(c.problems)
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let mut out = base;
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+fn server_settings(c: &mut Checker, file: &FileConfig) -> ServerSettings {
+    let s = &file.server;
+    let listen = c.socket_addr("server.listen", s.listen.as_ref(), DEFAULT_LISTEN);
+    let threads = match s.threads {
+        Some(0) => {
+            c.report(
+                "server.threads",
+                "must be at least 1 (leave it out for one per core)",
+            );
+            1
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let data_dir_text = s
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    if data_dir_text.is_empty() {
+        c.report("server.data_dir", "must not be empty");
+    }
+    let data_dir = absolute(Path::new(&data_dir_text));
+    let in_data_dir = |value: &Option<String>, file_name: &str| {
+        value
+            .as_ref()
+            .map(|p| absolute(Path::new(p)))
+            .unwrap_or_else(|| data_dir.join(file_name))
+    };
+    let pid_file = in_data_dir(&s.pid_file, "postern.pid");
+    let upgrade_sock = in_data_dir(&s.upgrade_sock, "postern-upgrade.sock");
+    let error_log = s.error_log.as_ref().map(|p| absolute(Path::new(p)));
+
+    let trusted_proxies = s
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            parse_cidr(text)
+                .map_err(|e| c.report(format!("server.trusted_proxies[{i}]"), e))
+                .ok()
+        })
+        .collect();
+
+    let max_body_size = c.size("server.max_body_size", s.max_body_size.as_ref(), 10 << 20);
+    let client_timeout = c.duration("server.client_timeout", s.client_timeout.as_ref(), secs(60));
+    let keepalive_timeout = c.duration(
+        "server.keepalive_timeout",
+        s.keepalive_timeout.as_ref(),
+        secs(75),
+    );
+    let keepalive_requests = s.keepalive_requests.unwrap_or(1000);
+    if keepalive_requests == 0 {
+        c.report("server.keepalive_requests", "must be at least 1");
+    }
+    let shutdown_grace_period = c.duration(
+        "server.shutdown_grace_period",
+        s.shutdown_grace_period.as_ref(),
+        secs(5),
+    );
+    let shutdown_timeout = c.duration(
+        "server.shutdown_timeout",
+        s.shutdown_timeout.as_ref(),
+        secs(30),
+    );
+
+    ServerSettings {
+        listen,
+        threads,
+        data_dir,
+        pid_file,
+        upgrade_sock,
+        error_log,
+        trusted_proxies,
+        max_body_size,
+        client_timeout,
+        keepalive_timeout,
+        keepalive_requests,
+        shutdown_grace_period,
+        shutdown_timeout,
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+pub(crate) fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| format!("{text:?} is not an IP address or CIDR (e.g. \"10.0.0.0/8\")"))
+}
+
+fn log_settings(c: &mut Checker, file: &FileConfig) -> LogSettings {
+    let l = &file.log;
+    let level = l.level.clone().unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        c.report(
+            "log.level",
+            format!("{level:?} is not a log level or filter (e.g. \"info\", \"postern=debug\")"),
+        );
+    }
+    let format = match l.format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            c.report(
+                "log.format",
+                format!("{other:?} is not one of \"text\", \"json\""),
+            );
+            LogFormat::Text
+        }
+    };
+    LogSettings {
+        level,
+        format,
+        access_log: l.access_log.unwrap_or(true),
+    }
+}
+
+fn upstream_settings(c: &mut Checker, name: &str, u: &UpstreamSection) -> UpstreamSettings {
+    let at = |key: &str| format!("upstreams.{name}.{key}");
+    if u.backends.is_empty() {
+        c.report(at("backends"), "at least one backend is required");
+    }
+    let backends = u
+        .backends
+        .iter()
+        .enumerate()
+        .filter_map(|(i, url)| {
+            parse_backend(url)
+                .map_err(|e| c.report(format!("upstreams.{name}.backends[{i}]"), e))
+                .ok()
+        })
+        .collect();
+    if let Some(sni) = &u.sni
+        && sni.is_empty()
+    {
+        c.report(
+            at("sni"),
+            "must not be empty (leave it out to use the backend host)",
+        );
+    }
+    UpstreamSettings {
+        name: name.to_string(),
+        backends,
+        connect_timeout: c.duration(&at("connect_timeout"), u.connect_timeout.as_ref(), secs(5)),
+        read_timeout: c.duration(&at("read_timeout"), u.read_timeout.as_ref(), secs(60)),
+        write_timeout: c.duration(&at("write_timeout"), u.write_timeout.as_ref(), secs(60)),
+        idle_timeout: c.duration(&at("idle_timeout"), u.idle_timeout.as_ref(), secs(60)),
+        tls_verify: u.tls_verify.unwrap_or(true),
+        sni: u.sni.clone(),
+        preserve_host: u.preserve_host.unwrap_or(true),
+        retries: u.retries.unwrap_or(1),
+        fail_timeout: c.duration(&at("fail_timeout"), u.fail_timeout.as_ref(), secs(10)),
+        resolve_interval: c.duration(
+            &at("resolve_interval"),
+            u.resolve_interval.as_ref(),
+            secs(30),
+        ),
+    }
+}
+
+pub(crate) fn parse_backend(url: &str) -> Result<BackendAddress, String> {
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else {
+        return Err(format!("{url:?} must start with http:// or https://"));
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        return Err(format!(
+            "{url:?} must be scheme://host[:port] with no path, query or credentials"
+        ));
+    }
+    let default_port = if tls { 443 } else { 80 };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("{url:?} has an unclosed IPv6 bracket"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("{url:?} has an invalid port"))?,
+            None if after.is_empty() => default_port,
+            None => return Err(format!("{url:?} has text after the IPv6 address")),
+        };
+        (host.to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (
+                host.to_string(),
+                port.parse::<u16>()
+                    .map_err(|_| format!("{url:?} has an invalid port"))?,
+            ),
+            None => (authority.to_string(), default_port),
+        }
+    };
+    if host.is_empty() || port == 0 {
+        return Err(format!("{url:?} needs a host and a non-zero port"));
+    }
+    Ok(BackendAddress {
+        tls,
+        host: host.to_ascii_lowercase(),
+        port,
+    })
+}
+
+fn store_settings(
+    c: &mut Checker,
+    name: &str,
+    s: &StoreSection,
+    data_dir: &Path,
+) -> Option<StoreSettings> {
+    match s.kind.as_str() {
+        "fs" => {
+            let root = s
+                .root
+                .as_ref()
+                .map(|r| absolute(Path::new(r)))
+                .unwrap_or_else(|| data_dir.join("objects"));
+            Some(StoreSettings::Filesystem {
+                name: name.to_string(),
+                root,
+            })
+        }
+        other => {
+            c.report(
+                format!("stores.{name}.type"),
+                format!("{other:?} is not a store type this version supports (\"fs\")"),
+            );
+            None
+        }
+    }
+}
+
+fn route_settings(
+    c: &mut Checker,
+    i: usize,
+    r: &RouteSection,
+    upstreams: &[UpstreamSettings],
+    stores: &[StoreSettings],
+) -> Option<RouteSettings> {
+    let at = |key: &str| format!("routes[{i}].{key}");
+    let problems_before = c.problems.len();
+
+    let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.')
+    {
+        c.report(
+            at("name"),
+            format!("{name:?} must be letters, digits, '-', '_' or '.'"),
+        );
+    }
+    if !r.path.starts_with('/') {
+        c.report(at("path"), format!("{:?} must start with '/'", r.path));
+    }
+    let host = r.host.as_ref().and_then(|h| match parse_host_pattern(h) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            c.report(at("host"), e);
+            None
+        }
+    });
+    let methods = r.methods.as_ref().map(|list| {
+        if list.is_empty() {
+            c.report(
+                at("methods"),
+                "must list at least one method (leave it out for all)",
+            );
+        }
+        list.iter()
+            .enumerate()
+            .filter_map(|(j, m)| {
+                let upper = m.to_ascii_uppercase();
+                Method::from_bytes(upper.as_bytes())
+                    .map_err(|_| {
+                        c.report(
+                            format!("routes[{i}].methods[{j}]"),
+                            format!("{m:?} is not an HTTP method"),
+                        )
+                    })
+                    .ok()
+            })
+            .collect::<Vec<_>>()
+    });
+    let access = match &r.access {
+        None => Access::Authenticated,
+        Some(value) => parse_access(c, &at("access"), value),
+    };
+
+    let kind = r.kind.as_deref().unwrap_or("upstream");
+    let mut forbid = |key: &str, present: bool| {
+        if present {
+            c.report(at(key), format!("not allowed on a route of kind {kind:?}"));
+        }
+    };
+    let target = match kind {
+        "upstream" => {
+            forbid("store", r.store.is_some());
+            forbid("key", r.key.is_some());
+            match &r.upstream {
+                None => {
+                    c.report(at("upstream"), "required for kind \"upstream\"");
+                    None
+                }
+                Some(u) => match upstreams.iter().position(|x| x.name == *u) {
+                    Some(upstream) => Some(RouteTarget::Upstream {
+                        upstream,
+                        strip_prefix: r.strip_prefix.unwrap_or(false),
+                    }),
+                    None => {
+                        c.report(
+                            at("upstream"),
+                            format!("no upstream named {u:?} in [upstreams]"),
+                        );
+                        None
+                    }
+                },
+            }
+        }
+        "builtin" => {
+            forbid("upstream", r.upstream.is_some());
+            forbid("store", r.store.is_some());
+            forbid("key", r.key.is_some());
+            forbid("strip_prefix", r.strip_prefix.is_some());
+            if r.access.is_some() {
+                c.report(
+                    at("access"),
+                    "built-in endpoints set their own access rules",
+                );
+            }
+            Some(RouteTarget::Builtin)
+        }
+        "assets" => {
+            forbid("upstream", r.upstream.is_some());
+            forbid("strip_prefix", r.strip_prefix.is_some());
+            let store = match &r.store {
+                None => {
+                    c.report(at("store"), "required for kind \"assets\"");
+                    None
+                }
+                Some(s) => {
+                    let found = stores.iter().position(|x| x.name() == s);
+                    if found.is_none() {
+                        c.report(at("store"), format!("no store named {s:?} in [stores]"));
+                    }
+                    found
+                }
+            };
+            let key_template = r.key.clone().unwrap_or_else(|| "{path}".into());
+            if !key_template.contains("{path}") {
+                c.report(
+                    at("key"),
+                    "must contain {path}, the rest of the request path",
+                );
+            }
+            store.map(|store| RouteTarget::Assets {
+                store,
+                key_template,
+            })
+        }
+        other => {
+            c.report(
+                at("kind"),
+                format!("{other:?} is not one of \"upstream\", \"builtin\", \"assets\""),
+            );
+            None
+        }
+    };
+    if c.problems.len() > problems_before {
+        return None;
+    }
+    Some(RouteSettings {
+        name,
+        host,
+        path: r.path.clone(),
+        methods,
+        access,
+        target: target?,
+    })
+}
+
+fn parse_host_pattern(h: &str) -> Result<HostPattern, String> {
+    let lower = h.to_ascii_lowercase();
+    let valid_label = |s: &str| {
+        !s.is_empty()
+            && s.split('.').all(|label| {
+                !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+    };
+    if let Some(suffix) = lower.strip_prefix("*.") {
+        if valid_label(suffix) {
+            return Ok(HostPattern::Suffix(format!(".{suffix}")));
+        }
+    } else if valid_label(&lower) {
+        return Ok(HostPattern::Exact(lower));
+    }
+    Err(format!(
+        "{h:?} must be a host name (\"app.example.com\") or a wildcard (\"*.example.com\"), without port"
+    ))
+}
+
+fn parse_access(c: &mut Checker, at: &str, value: &toml::Value) -> Access {
+    match value {
+        toml::Value::String(mode) => match mode.as_str() {
+            "public" => Access::Public,
+            "authenticated" => Access::Authenticated,
+            other => {
+                c.report(
+                    at,
+                    format!(
+                        "{other:?} is not \"public\", \"authenticated\" or {{ roles = [...] }}"
+                    ),
+                );
+                Access::Authenticated
+            }
+        },
+        toml::Value::Table(table) => {
+            for key in table.keys() {
+                if key != "roles" && key != "match" {
+                    c.report(
+                        format!("{at}.{key}"),
+                        "unknown key (expected \"roles\" or \"match\")",
+                    );
+                }
+            }
+            let roles: Vec<String> = match table.get("roles") {
+                Some(toml::Value::Array(items)) => items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(j, item)| match item {
+                        toml::Value::String(role) if !role.trim().is_empty() => Some(role.clone()),
+                        _ => {
+                            c.report(format!("{at}.roles[{j}]"), "must be a non-empty role name");
+                            None
+                        }
+                    })
+                    .collect(),
+                Some(_) => {
+                    c.report(format!("{at}.roles"), "must be a list of role names");
+                    Vec::new()
+                }
+                None => {
+                    c.report(format!("{at}.roles"), "required when access is a table");
+                    Vec::new()
+                }
+            };
+            if table
+                .get("roles")
+                .is_some_and(|r| r.as_array().is_some_and(|a| a.is_empty()))
+            {
+                c.report(format!("{at}.roles"), "must name at least one role");
+            }
+            let require = match table.get("match") {
+                None => RoleMatch::Any,
+                Some(toml::Value::String(m)) if m == "any" => RoleMatch::Any,
+                Some(toml::Value::String(m)) if m == "all" => RoleMatch::All,
+                Some(_) => {
+                    c.report(format!("{at}.match"), "must be \"any\" or \"all\"");
+                    RoleMatch::Any
+                }
+            };
+            Access::Roles { roles, require }
+        }
+        _ => {
+            c.report(
+                at,
+                "must be \"public\", \"authenticated\" or { roles = [...] }",
+            );
+            Access::Authenticated
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_urls() {
+        let b = parse_backend("http://127.0.0.1:3000").unwrap();
+        assert_eq!((b.tls, b.host.as_str(), b.port), (false, "127.0.0.1", 3000));
+        let b = parse_backend("https://API.example.com/").unwrap();
+        assert_eq!(
+            (b.tls, b.host.as_str(), b.port),
+            (true, "api.example.com", 443)
+        );
+        let b = parse_backend("http://[::1]:8081").unwrap();
+        assert_eq!((b.host.as_str(), b.port), ("::1", 8081));
+        assert_eq!(b.to_string(), "http://[::1]:8081");
+        assert!(parse_backend("ftp://x").is_err());
+        assert!(parse_backend("http://x/path").is_err());
+        assert!(parse_backend("http://x:notaport").is_err());
+        assert!(parse_backend("http://user@x").is_err());
+    }
+
+    #[test]
+    fn host_patterns() {
+        assert_eq!(
+            parse_host_pattern("App.Example.com").unwrap(),
+            HostPattern::Exact("app.example.com".into())
+        );
+        assert_eq!(
+            parse_host_pattern("*.example.com").unwrap(),
+            HostPattern::Suffix(".example.com".into())
+        );
+        assert!(parse_host_pattern("example.com:8080").is_err());
+        assert!(parse_host_pattern("a.*.com").is_err());
+        assert!(parse_host_pattern("").is_err());
+    }
+
+    #[test]
+    fn cidrs() {
+        assert!(parse_cidr("10.0.0.0/8").is_ok());
+        assert!(parse_cidr("::1").is_ok());
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+    }
+}

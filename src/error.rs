@@ -1,0 +1,100 @@
+//! The errors postern answers with itself, each with its HTTP status and a stable error code.
+
+use http::StatusCode;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no route matches this request")]
+    NoRoute,
+    #[error("the request path is not allowed: {0}")]
+    BadPath(&'static str),
+    #[error("the request is malformed: {0}")]
+    BadRequest(&'static str),
+    #[error("authentication is required")]
+    Unauthenticated,
+    #[error("you are not allowed to access this resource")]
+    Forbidden,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("{0} is not available in this version of postern")]
+    NotImplemented(&'static str),
+    #[error("no such built-in endpoint")]
+    UnknownEndpoint,
+    #[error("the upstream application could not be reached")]
+    UpstreamUnavailable,
+    #[error("the upstream application did not answer in time")]
+    UpstreamTimeout,
+    #[error("the upstream application sent an invalid response")]
+    UpstreamProtocol,
+    #[error("internal error")]
+    Internal,
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute | Self::UnknownEndpoint => StatusCode::NOT_FOUND,
+            Self::BadPath(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::UpstreamUnavailable | Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable snake_case code that clients and scripts may match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoRoute | Self::UnknownEndpoint => "not_found",
+            Self::BadPath(_) => "bad_path",
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Forbidden => "forbidden",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::NotImplemented(_) => "not_implemented",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::UpstreamProtocol => "upstream_protocol_error",
+            Self::Internal => "internal_error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_snake_case_and_statuses_are_errors() {
+        let all = [
+            GatewayError::NoRoute,
+            GatewayError::BadPath("x"),
+            GatewayError::BadRequest("x"),
+            GatewayError::Unauthenticated,
+            GatewayError::Forbidden,
+            GatewayError::MethodNotAllowed,
+            GatewayError::PayloadTooLarge { limit: 1 },
+            GatewayError::NotImplemented("x"),
+            GatewayError::UnknownEndpoint,
+            GatewayError::UpstreamUnavailable,
+            GatewayError::UpstreamTimeout,
+            GatewayError::UpstreamProtocol,
+            GatewayError::Internal,
+        ];
+        for e in all {
+            assert!(e.status().as_u16() >= 400, "{e:?}");
+            assert!(
+                e.code().chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{}",
+                e.code()
+            );
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! postern: a reverse-proxy asset gateway on Pingora.
+//!
+//! [`server::build_server`] turns validated [`config::Settings`] into a Pingora server; the
+//! binary and the integration tests both go through it.
+
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod ops;
+pub mod policy;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod services;
+pub mod telemetry;
+pub mod upstream;
+
+pub use server::{BuildError, Built, ServeOptions, build_server};

@@ -1,0 +1,124 @@
+//! Prometheus metric handles. Label values are bounded: route and upstream names from the
+//! config, status classes, and fixed error kinds; never raw paths or hosts.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The label used when no route matched.
+pub const NO_ROUTE: &str = "none";
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub backend_up: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "postern_requests_total",
+                "Requests answered, by route and status class",
+            ),
+            &["route", "status_class"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "postern_request_duration_seconds",
+                "Time from request start to the end of the response, by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["route"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "postern_upstream_errors_total",
+                "Failures talking to upstreams, by route and kind (connect, timeout, protocol, tls, other)",
+            ),
+            &["route", "kind"],
+        )?;
+        let backend_up = IntGaugeVec::new(
+            Opts::new(
+                "postern_backend_up",
+                "1 when a backend is resolved and not marked failed, else 0",
+            ),
+            &["upstream", "backend"],
+        )?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "postern_build_info",
+                "Always 1; labels carry the build version",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(backend_up.clone()))?;
+        registry.register(Box::new(build_info))?;
+        Ok(Self {
+            registry,
+            requests,
+            request_duration,
+            upstream_errors,
+            backend_up,
+        })
+    }
+
+    /// Text exposition format, as `/metrics` serves it.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed families.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "failed to encode metrics");
+        }
+        out
+    }
+
+    pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, status_class(status)])
+            .inc();
+        self.request_duration
+            .with_label_values(&[route])
+            .observe(seconds);
+    }
+}
+
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counted_requests_and_build_info() {
+        let m = Metrics::new().unwrap();
+        m.observe_request("public", 200, 0.01);
+        m.observe_request("public", 404, 0.01);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(r#"postern_requests_total{route="public",status_class="2xx"} 1"#));
+        assert!(text.contains(r#"postern_requests_total{route="public",status_class="4xx"} 1"#));
+        assert!(text.contains(r#"postern_build_info{version=""#));
+        assert!(text.contains("postern_request_duration_seconds_bucket"));
+    }
+}

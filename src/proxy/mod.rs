@@ -1,0 +1,500 @@
+//! The one `ProxyHttp` implementation. Each phase stays thin and calls into the modules that own
+//! the decision: routing, policy, headers, upstream pools, handlers, metrics.
+
+mod body;
+mod headers;
+pub mod respond;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header;
+use pingora::ErrorType;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::Digest;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::{RouteTarget, Settings};
+use crate::error::GatewayError;
+use crate::handlers;
+use crate::metrics::{Metrics, NO_ROUTE};
+use crate::policy::{self, Decision};
+use crate::routing::{Match, Route, RouteTable, normalize_path};
+use crate::upstream::UpstreamPool;
+
+use body::BodyLimit;
+
+pub struct Gateway {
+    settings: Arc<Settings>,
+    routes: RouteTable,
+    pools: Vec<Arc<UpstreamPool>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Per-request state carried across phases.
+pub struct RequestCtx {
+    started: Instant,
+    route: Option<usize>,
+    /// Path and query to send upstream when they differ from what the client sent.
+    upstream_uri: Option<String>,
+    body: BodyLimit,
+    tried_backends: u64,
+    attempts: usize,
+    current_backend: Option<usize>,
+    /// Set when postern itself decided the request's fate before or instead of the upstream.
+    failure: Option<GatewayError>,
+}
+
+impl Gateway {
+    pub fn new(
+        settings: Arc<Settings>,
+        pools: Vec<Arc<UpstreamPool>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let routes = RouteTable::new(&settings.routes);
+        Self {
+            settings,
+            routes,
+            pools,
+            metrics,
+        }
+    }
+
+    fn route(&self, ctx: &RequestCtx) -> Option<&Route> {
+        ctx.route.and_then(|i| self.routes.routes().get(i))
+    }
+
+    fn pool(&self, ctx: &RequestCtx) -> Option<&Arc<UpstreamPool>> {
+        match self.route(ctx)?.target {
+            RouteTarget::Upstream { upstream, .. } => self.pools.get(upstream),
+            _ => None,
+        }
+    }
+
+    fn route_label(&self, ctx: &RequestCtx) -> &str {
+        self.route(ctx).map_or(NO_ROUTE, |r| r.name.as_str())
+    }
+
+    /// Answers locally with postern's error and records it as the request's outcome.
+    async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        err: GatewayError,
+    ) -> pingora::Result<bool> {
+        respond::error(session, &err).await?;
+        ctx.failure = Some(err);
+        Ok(true)
+    }
+
+    /// Everything `request_filter` decides before proxying; an error is answered locally.
+    fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+        let identity = self.settings.identity_headers.all();
+        headers::strip_identity_headers(session.req_header_mut(), &identity);
+
+        let req = session.req_header();
+        let raw_path = req.uri.path();
+        let path = normalize_path(raw_path).map_err(|e| match e {
+            crate::routing::PathError::DotSegment => {
+                GatewayError::BadPath("'.' and '..' segments are not allowed")
+            }
+            crate::routing::PathError::BadEncoding => {
+                GatewayError::BadPath("invalid percent-encoding or NUL byte")
+            }
+            crate::routing::PathError::NotAbsolute => {
+                GatewayError::BadPath("the path must start with '/'")
+            }
+        })?;
+        let host = req
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.host());
+        let route = match self.routes.find(host, &path, &req.method) {
+            Match::Found(route) => route,
+            Match::MethodNotAllowed(route) => {
+                ctx.route = Some(route.index);
+                return Err(GatewayError::MethodNotAllowed);
+            }
+            Match::None => return Err(GatewayError::NoRoute),
+        };
+        ctx.route = Some(route.index);
+
+        let declared = req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        ctx.body.check_declared(declared)?;
+
+        match &route.target {
+            RouteTarget::Builtin => return Err(handlers::dispatch(route.strip_prefix(&path))),
+            RouteTarget::Assets { .. } => {
+                return Err(GatewayError::NotImplemented("object stores"));
+            }
+            RouteTarget::Upstream { .. } => {}
+        }
+
+        match policy::decide(&route.access, None) {
+            Decision::Allow => {}
+            Decision::Unauthenticated => return Err(GatewayError::Unauthenticated),
+            Decision::Forbidden => return Err(GatewayError::Forbidden),
+        }
+
+        if let RouteTarget::Upstream { strip_prefix, .. } = route.target {
+            let upstream_path = if strip_prefix {
+                route.strip_prefix(&path)
+            } else {
+                &path
+            };
+            if upstream_path != raw_path {
+                let uri = match req.uri.query() {
+                    Some(q) => format!("{upstream_path}?{q}"),
+                    None => upstream_path.to_string(),
+                };
+                ctx.upstream_uri = Some(uri);
+            }
+        }
+        Ok(())
+    }
+
+    fn peer_ip(session: &Session) -> Option<IpAddr> {
+        session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+    }
+
+    fn count_upstream_error(&self, ctx: &RequestCtx, kind: &str) {
+        self.metrics
+            .upstream_errors
+            .with_label_values(&[self.route_label(ctx), kind])
+            .inc();
+    }
+}
+
+fn upstream_error_kind(etype: &ErrorType) -> &'static str {
+    match etype {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            "timeout"
+        }
+        ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::SocketError => "connect",
+        ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError => "tls",
+        ErrorType::InvalidHTTPHeader
+        | ErrorType::H1Error
+        | ErrorType::H2Error
+        | ErrorType::InvalidH2 => "protocol",
+        _ => "other",
+    }
+}
+
+/// What a failed proxy attempt means for the client.
+fn gateway_error_for(e: &pingora::Error) -> Option<GatewayError> {
+    use pingora::ErrorSource;
+    match e.etype() {
+        ErrorType::HTTPStatus(413) => return Some(GatewayError::PayloadTooLarge { limit: 0 }),
+        ErrorType::HTTPStatus(code) if *code >= 400 => {
+            return Some(match code {
+                400 => GatewayError::BadRequest("the request could not be read"),
+                _ => GatewayError::Internal,
+            });
+        }
+        _ => {}
+    }
+    match e.esource() {
+        ErrorSource::Upstream => Some(match e.etype() {
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                GatewayError::UpstreamTimeout
+            }
+            ErrorType::InvalidHTTPHeader
+            | ErrorType::H1Error
+            | ErrorType::H2Error
+            | ErrorType::InvalidH2 => GatewayError::UpstreamProtocol,
+            _ => GatewayError::UpstreamUnavailable,
+        }),
+        ErrorSource::Downstream => match e.etype() {
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => None,
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => None,
+            _ => Some(GatewayError::BadRequest("the request could not be read")),
+        },
+        ErrorSource::Internal | ErrorSource::Unset => Some(GatewayError::Internal),
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            route: None,
+            upstream_uri: None,
+            body: BodyLimit::new(self.settings.server.max_body_size),
+            tried_backends: 0,
+            attempts: 0,
+            current_backend: None,
+            failure: None,
+        }
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let server = &self.settings.server;
+        session.set_keepalive(Some(server.keepalive_timeout.as_secs().max(1)));
+        session.set_read_timeout(Some(server.client_timeout));
+        session.set_write_timeout(Some(server.client_timeout));
+        Ok(())
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        match self.admit(session, ctx) {
+            Ok(()) => Ok(false),
+            Err(err) => {
+                if let GatewayError::MethodNotAllowed = err
+                    && let Some(methods) = self.route(ctx).and_then(|r| r.methods.as_ref())
+                {
+                    let allow = methods
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let body = respond::json_body(&err);
+                    respond::send(
+                        session,
+                        err.status(),
+                        "application/json",
+                        Bytes::from(body),
+                        &[(header::ALLOW, allow)],
+                    )
+                    .await?;
+                    ctx.failure = Some(err);
+                    return Ok(true);
+                }
+                self.reject(session, ctx, err).await
+            }
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(chunk) = body
+            && let Err(err) = ctx.body.admit(chunk.len())
+        {
+            ctx.failure = Some(err);
+            return Err(pingora::Error::explain(
+                ErrorType::HTTPStatus(413),
+                "request body larger than server.max_body_size",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let pool = self.pool(ctx).ok_or_else(|| {
+            pingora::Error::explain(ErrorType::InternalError, "route has no upstream")
+        })?;
+        let Some(selected) = pool.select(ctx.tried_backends) else {
+            self.count_upstream_error(ctx, "no_backend");
+            ctx.failure = Some(GatewayError::UpstreamUnavailable);
+            return Err(pingora::Error::explain(
+                ErrorType::ConnectNoRoute,
+                "no backend of this upstream has a resolved address",
+            ));
+        };
+        ctx.attempts += 1;
+        if selected.backend < 64 {
+            ctx.tried_backends |= 1 << selected.backend;
+        }
+        ctx.current_backend = Some(selected.backend);
+
+        let s = &pool.settings;
+        let backend = &pool.backends[selected.backend];
+        let sni = s
+            .sni
+            .clone()
+            .unwrap_or_else(|| backend.address.host.clone());
+        let mut peer = HttpPeer::new(selected.addr, backend.address.tls, sni);
+        peer.options.connection_timeout = Some(s.connect_timeout);
+        peer.options.total_connection_timeout = Some(s.connect_timeout * 2);
+        peer.options.read_timeout = Some(s.read_timeout);
+        peer.options.write_timeout = Some(s.write_timeout);
+        peer.options.idle_timeout = Some(s.idle_timeout);
+        peer.options.verify_cert = s.tls_verify;
+        peer.options.verify_hostname = s.tls_verify;
+        Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&Digest>,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let (Some(pool), Some(backend)) = (self.pool(ctx), ctx.current_backend) {
+            pool.mark_ok(backend);
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<pingora::Error>,
+    ) -> Box<pingora::Error> {
+        self.count_upstream_error(ctx, upstream_error_kind(e.etype()));
+        let Some(pool) = self.pool(ctx) else {
+            return e;
+        };
+        if let Some(backend) = ctx.current_backend {
+            pool.mark_failed(backend);
+        }
+        // Nothing reached the upstream, so trying another backend is safe for any method.
+        let untried = pool.backends.len() > ctx.tried_backends.count_ones() as usize;
+        e.set_retry(ctx.attempts <= pool.settings.retries && untried);
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(uri) = &ctx.upstream_uri {
+            let uri = uri.parse::<http::Uri>().map_err(|e| {
+                pingora::Error::because(ErrorType::InternalError, "rewritten URI", e)
+            })?;
+            upstream_request.set_uri(uri);
+        }
+        headers::strip_hop_by_hop_request(upstream_request, session.is_upgrade_req());
+
+        let peer = Self::peer_ip(session);
+        let trusted = headers::is_trusted(peer, &self.settings.server.trusted_proxies);
+        let host = session
+            .req_header()
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        headers::set_forwarded(upstream_request, peer, trusted, "http", host.as_deref())?;
+
+        if let (Some(pool), Some(backend)) = (self.pool(ctx), ctx.current_backend)
+            && !pool.settings.preserve_host
+        {
+            let authority = pool.backends[backend].address.authority();
+            upstream_request.insert_header(header::HOST, authority)?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        headers::strip_hop_by_hop_response(upstream_response);
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let err = match ctx.failure.take() {
+            Some(err) => Some(err),
+            None => gateway_error_for(e),
+        };
+        if let Some(GatewayError::UpstreamTimeout | GatewayError::UpstreamProtocol) = err
+            && !matches!(e.etype(), ErrorType::ConnectTimedout)
+        {
+            self.count_upstream_error(ctx, upstream_error_kind(e.etype()));
+        }
+        let err = err.map(|err| match err {
+            GatewayError::PayloadTooLarge { .. } => GatewayError::PayloadTooLarge {
+                limit: self.settings.server.max_body_size,
+            },
+            other => other,
+        });
+        let code = match &err {
+            Some(err) if session.response_written().is_none() => {
+                if let Err(write_err) = respond::error(session, err).await {
+                    tracing::debug!(error = %write_err, "could not send the error response");
+                }
+                err.status().as_u16()
+            }
+            Some(err) => err.status().as_u16(),
+            None => 0,
+        };
+        ctx.failure = err;
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(
+        &self,
+        session: &mut Session,
+        e: Option<&pingora::Error>,
+        ctx: &mut RequestCtx,
+    ) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or_else(|| ctx.failure.as_ref().map(|f| f.status().as_u16()))
+            .unwrap_or(0);
+        let route = self.route_label(ctx);
+        let elapsed = ctx.started.elapsed();
+        self.metrics
+            .observe_request(route, status, elapsed.as_secs_f64());
+        if self.settings.log.access_log {
+            let req = session.req_header();
+            tracing::info!(
+                target: "postern::access",
+                method = %req.method,
+                path = %req.uri.path(),
+                status,
+                route,
+                client = %Self::peer_ip(session).map(|ip| ip.to_string()).unwrap_or_default(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                error = e.map(|e| e.etype().as_str()),
+                "request"
+            );
+        }
+    }
+}

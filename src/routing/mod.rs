@@ -1,0 +1,232 @@
+//! The compiled route table: (host, path, method) -> route. Pure and allocation-free when matching.
+
+mod path;
+
+use http::Method;
+
+use crate::config::{Access, HostPattern, RouteSettings, RouteTarget};
+
+pub use path::{PathError, normalize_path};
+
+#[derive(Debug)]
+pub struct Route {
+    pub index: usize,
+    pub name: String,
+    pub host: Option<HostPattern>,
+    /// Matched prefix; `/public/` also matches `/public`, `/api` also matches `/api/…` but not `/apix`.
+    pub prefix: String,
+    pub methods: Option<Vec<Method>>,
+    pub access: Access,
+    pub target: RouteTarget,
+}
+
+impl Route {
+    /// The request path with this route's prefix removed, always starting with `/`.
+    pub fn strip_prefix<'a>(&self, path: &'a str) -> &'a str {
+        let base = self.prefix.trim_end_matches('/');
+        match path.get(base.len()..) {
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => "/",
+        }
+    }
+
+    fn matches_path(&self, path: &str) -> bool {
+        let prefix = self.prefix.as_str();
+        if let Some(base) = prefix.strip_suffix('/') {
+            path.starts_with(prefix) || path == base
+        } else {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        }
+    }
+
+    fn matches_host(&self, host: &str) -> bool {
+        match &self.host {
+            None => true,
+            Some(HostPattern::Exact(exact)) => host.eq_ignore_ascii_case(exact),
+            Some(HostPattern::Suffix(suffix)) => {
+                host.len() > suffix.len()
+                    && host.as_bytes()[host.len() - suffix.len()..]
+                        .eq_ignore_ascii_case(suffix.as_bytes())
+            }
+        }
+    }
+}
+
+/// What matching a request against the table found.
+#[derive(Debug)]
+pub enum Match<'a> {
+    Found(&'a Route),
+    /// A route matched host and path, but not the method.
+    MethodNotAllowed(&'a Route),
+    None,
+}
+
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn new(settings: &[RouteSettings]) -> Self {
+        let routes = settings
+            .iter()
+            .enumerate()
+            .map(|(index, r)| Route {
+                index,
+                name: r.name.clone(),
+                host: r.host.clone(),
+                prefix: r.path.clone(),
+                methods: r.methods.clone(),
+                access: r.access.clone(),
+                target: r.target.clone(),
+            })
+            .collect();
+        Self { routes }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// First route whose host, path and method match. `host` may carry a port; it is ignored.
+    pub fn find(&self, host: Option<&str>, path: &str, method: &Method) -> Match<'_> {
+        let host = host.map(host_without_port).unwrap_or("");
+        let mut method_mismatch = None;
+        for route in &self.routes {
+            if !route.matches_host(host) || !route.matches_path(path) {
+                continue;
+            }
+            match &route.methods {
+                Some(methods) if !methods.contains(method) => {
+                    method_mismatch.get_or_insert(route);
+                }
+                _ => return Match::Found(route),
+            }
+        }
+        match method_mismatch {
+            Some(route) => Match::MethodNotAllowed(route),
+            None => Match::None,
+        }
+    }
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+    .trim_end_matches('.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn table(routes: &str) -> RouteTable {
+        let text = format!(
+            "[upstreams.a]\nbackends = [\"http://127.0.0.1:1\"]\n[upstreams.b]\nbackends = [\"http://127.0.0.1:2\"]\n{routes}"
+        );
+        let settings = parse(&text, &|_| None).expect("valid");
+        RouteTable::new(&settings.routes)
+    }
+
+    fn name<'a>(m: Match<'a>) -> &'a str {
+        match m {
+            Match::Found(r) => &r.name,
+            Match::MethodNotAllowed(_) => "405",
+            Match::None => "none",
+        }
+    }
+
+    #[test]
+    fn first_match_wins_and_prefix_boundaries() {
+        let t = table(
+            r#"
+            [[routes]]
+            name = "pub"
+            path = "/public/"
+            upstream = "a"
+            [[routes]]
+            name = "api"
+            path = "/api"
+            upstream = "a"
+            [[routes]]
+            name = "all"
+            path = "/"
+            upstream = "b"
+            "#,
+        );
+        let get = Method::GET;
+        assert_eq!(name(t.find(None, "/public/x", &get)), "pub");
+        assert_eq!(name(t.find(None, "/public", &get)), "pub");
+        assert_eq!(name(t.find(None, "/publicx", &get)), "all");
+        assert_eq!(name(t.find(None, "/api", &get)), "api");
+        assert_eq!(name(t.find(None, "/api/v1", &get)), "api");
+        assert_eq!(name(t.find(None, "/apix", &get)), "all");
+        assert_eq!(name(t.find(None, "/", &get)), "all");
+    }
+
+    #[test]
+    fn hosts_exact_wildcard_and_ports() {
+        let t = table(
+            r#"
+            [[routes]]
+            name = "exact"
+            host = "app.example.com"
+            path = "/"
+            upstream = "a"
+            [[routes]]
+            name = "wild"
+            host = "*.example.com"
+            path = "/"
+            upstream = "b"
+            "#,
+        );
+        let get = Method::GET;
+        assert_eq!(
+            name(t.find(Some("APP.example.com:8080"), "/", &get)),
+            "exact"
+        );
+        assert_eq!(name(t.find(Some("x.example.com"), "/", &get)), "wild");
+        assert_eq!(name(t.find(Some("a.b.example.com."), "/", &get)), "wild");
+        assert_eq!(name(t.find(Some("example.com"), "/", &get)), "none");
+        assert_eq!(name(t.find(Some("badexample.com"), "/", &get)), "none");
+        assert_eq!(name(t.find(None, "/", &get)), "none");
+    }
+
+    #[test]
+    fn methods_restrict_and_fall_through() {
+        let t = table(
+            r#"
+            [[routes]]
+            name = "read"
+            path = "/r/"
+            methods = ["get", "HEAD"]
+            upstream = "a"
+            [[routes]]
+            name = "only-post"
+            path = "/p/"
+            methods = ["POST"]
+            upstream = "a"
+            "#,
+        );
+        assert_eq!(name(t.find(None, "/r/x", &Method::HEAD)), "read");
+        assert_eq!(name(t.find(None, "/r/x", &Method::POST)), "405");
+        assert_eq!(name(t.find(None, "/p/x", &Method::POST)), "only-post");
+        assert_eq!(name(t.find(None, "/q", &Method::GET)), "none");
+    }
+
+    #[test]
+    fn strip_prefix_keeps_a_leading_slash() {
+        let t = table("[[routes]]\npath = \"/app/\"\nupstream = \"a\"\n");
+        let r = &t.routes()[0];
+        assert_eq!(r.strip_prefix("/app/x/y"), "/x/y");
+        assert_eq!(r.strip_prefix("/app/"), "/");
+        assert_eq!(r.strip_prefix("/app"), "/");
+    }
+}

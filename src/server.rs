@@ -1,0 +1,128 @@
+//! Builds the Pingora server from validated settings: the same entry point for `postern serve`
+//! and for the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pingora::apps::HttpServerOptions;
+use pingora::proxy::ProxyServiceBuilder;
+use pingora::server::Server;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::config::{Settings, StoreSettings};
+use crate::metrics::Metrics;
+use crate::ops::OpsApp;
+use crate::proxy::Gateway;
+use crate::services::DnsRefresher;
+use crate::upstream::UpstreamPool;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeOptions {
+    /// Detach and run in the background (systemd `Type=forking`).
+    pub daemon: bool,
+    /// Take the listening sockets over from a running instance (zero-downtime upgrade).
+    pub upgrade: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot create directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot set up metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A built server and handles the caller may want to keep.
+pub struct Built {
+    pub server: Server,
+    pub metrics: Arc<Metrics>,
+}
+
+fn ensure_dir(path: &Path) -> Result<(), BuildError> {
+    std::fs::create_dir_all(path).map_err(|source| BuildError::CreateDir {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub fn server_conf(settings: &Settings, options: ServeOptions) -> ServerConf {
+    let s = &settings.server;
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    let mut conf = ServerConf {
+        daemon: options.daemon,
+        threads: s.threads,
+        pid_file: path(&s.pid_file),
+        upgrade_sock: path(&s.upgrade_sock),
+        error_log: s.error_log.as_deref().map(path),
+        grace_period_seconds: Some(s.shutdown_grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.as_secs()),
+        max_retries: settings
+            .upstreams
+            .iter()
+            .map(|u| u.retries)
+            .max()
+            .unwrap_or(0),
+        ..ServerConf::default()
+    };
+    conf.work_stealing = true;
+    conf
+}
+
+pub fn build_server(settings: Settings, options: ServeOptions) -> Result<Built, BuildError> {
+    let settings = Arc::new(settings);
+    ensure_dir(&settings.server.data_dir)?;
+    for parent in [&settings.server.pid_file, &settings.server.upgrade_sock]
+        .iter()
+        .filter_map(|p| p.parent())
+    {
+        ensure_dir(parent)?;
+    }
+    for store in &settings.stores {
+        match store {
+            StoreSettings::Filesystem { root, .. } => ensure_dir(root)?,
+        }
+    }
+
+    let metrics = Arc::new(Metrics::new()?);
+    let pools: Vec<Arc<UpstreamPool>> = settings
+        .upstreams
+        .iter()
+        .map(|u| Arc::new(UpstreamPool::new(u.clone(), metrics.clone())))
+        .collect();
+    for pool in &pools {
+        pool.resolve_at_start();
+    }
+
+    let opt = Opt {
+        upgrade: options.upgrade,
+        daemon: options.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf(&settings, options));
+    server.bootstrap();
+
+    let gateway = Gateway::new(settings.clone(), pools.clone(), metrics.clone());
+    let mut server_options = HttpServerOptions::default();
+    server_options.keepalive_request_limit = Some(settings.server.keepalive_requests);
+    let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
+        .name("postern proxy")
+        .server_options(server_options)
+        .build();
+    proxy.add_tcp(&settings.server.listen.to_string());
+    server.add_service(proxy);
+
+    let mut ops = Service::new(
+        "postern ops".to_string(),
+        OpsApp::new(settings.clone(), pools.clone(), metrics.clone()),
+    );
+    ops.add_tcp(&settings.ops.listen.to_string());
+    server.add_service(ops);
+
+    server.add_service(background_service("dns", DnsRefresher::new(pools)));
+    Ok(Built { server, metrics })
+}

@@ -1,0 +1,5 @@
+//! Pingora background services: work that runs beside the proxy, never on its request path.
+
+mod dns;
+
+pub use dns::DnsRefresher;
