@@ -18,3 +18,6 @@ pub mod telemetry;
 pub mod upstream;
 
 pub use server::{BuildError, Built, ServeOptions, build_server};
+
+/// The Pingora version postern is built on, for embedders and tests that drive the server.
+pub use pingora;

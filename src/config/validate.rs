@@ -218,7 +218,7 @@ fn server_settings(c: &mut Checker, file: &FileConfig) -> ServerSettings {
     let shutdown_grace_period = c.duration(
         "server.shutdown_grace_period",
         s.shutdown_grace_period.as_ref(),
-        secs(5),
+        secs(10),
     );
     let shutdown_timeout = c.duration(
         "server.shutdown_timeout",

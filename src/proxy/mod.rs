@@ -452,6 +452,8 @@ impl ProxyHttp for Gateway {
         });
         let code = match &err {
             Some(err) if session.response_written().is_none() => {
+                // Pingora closes the connection after a failed proxy attempt: say so.
+                session.set_keepalive(None);
                 if let Err(write_err) = respond::error(session, err).await {
                     tracing::debug!(error = %write_err, "could not send the error response");
                 }

@@ -1,0 +1,330 @@
+//! Test harness: postern started in-process on free ports from a config text, and a real upstream
+//! HTTP server that echoes what it received.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use postern::pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use postern::{ServeOptions, build_server};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// An address where nothing listens: connections are refused.
+pub fn dead_address() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+pub fn wait_for_port(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct ChannelSignal(tokio::sync::Mutex<mpsc::UnboundedReceiver<ShutdownSignal>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for ChannelSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0
+            .lock()
+            .await
+            .recv()
+            .await
+            .unwrap_or(ShutdownSignal::FastShutdown)
+    }
+}
+
+/// A running postern. Stopped (fast) when dropped.
+pub struct Postern {
+    pub addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+    pub data_dir: tempfile::TempDir,
+    signal: mpsc::UnboundedSender<ShutdownSignal>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Postern {
+    /// Starts postern from `config`, in which `${LISTEN}`, `${OPS}` and `${DATA}` are this
+    /// instance's ports and data directory, and `vars` supplies further `${NAME}`s.
+    pub fn start(config: &str, vars: &[(&str, String)]) -> Self {
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let ops_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        env.insert("LISTEN".into(), addr.to_string());
+        env.insert("OPS".into(), ops_addr.to_string());
+        env.insert("DATA".into(), data_dir.path().display().to_string());
+        let settings = postern::config::parse(config, &|name| env.get(name).cloned())
+            .unwrap_or_else(|problems| panic!("test config invalid: {problems:?}"));
+        let built = build_server(settings, ServeOptions::default()).expect("build server");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let thread = std::thread::spawn(move || {
+            built.server.run(RunArgs {
+                shutdown_signal: Box::new(ChannelSignal(tokio::sync::Mutex::new(rx))),
+            });
+        });
+        wait_for_port(addr);
+        wait_for_port(ops_addr);
+        Self {
+            addr,
+            ops_addr,
+            data_dir,
+            signal: tx,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.ops_addr, path)
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.ops_url("/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// Sends a shutdown signal and waits (off the async runtime) for the server to stop.
+    pub async fn stop(mut self, signal: ShutdownSignal) {
+        let _ = self.signal.send(signal);
+        if let Some(thread) = self.thread.take() {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .expect("join task")
+                .expect("server thread panicked");
+        }
+    }
+}
+
+impl Drop for Postern {
+    fn drop(&mut self) {
+        let _ = self.signal.send(ShutdownSignal::FastShutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A real upstream HTTP app. Every request is echoed back as JSON
+/// (`server`, `method`, `uri`, `headers` as `[name, value]` pairs, `body`), except:
+/// paths ending in `/slow` answer after `?ms=N` milliseconds, `/ws` is a WebSocket echo, paths ending in `/status/N` answer with status N.
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+#[derive(Clone)]
+struct UpstreamState {
+    name: String,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub async fn start(name: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let state = UpstreamState {
+            name: name.to_string(),
+            hits: hits.clone(),
+        };
+        let app = Router::new()
+            .route("/ws", axum::routing::any(websocket))
+            .fallback(echo)
+            .with_state(state);
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Self {
+            name: name.to_string(),
+            addr,
+            hits,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn echo_json(
+    state: &UpstreamState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> serde_json::Value {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    json!({
+        "server": state.name,
+        "method": method.as_str(),
+        "uri": uri.to_string(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(body),
+    })
+}
+
+async fn echo(
+    State(state): State<UpstreamState>,
+    Query(query): Query<HashMap<String, String>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    if uri.path().ends_with("/slow") {
+        let ms = query.get("ms").and_then(|m| m.parse().ok()).unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = uri
+        .path()
+        .rsplit_once("/status/")
+        .and_then(|(_, c)| c.parse::<u16>().ok())
+    {
+        let status = axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::OK);
+        return (
+            status,
+            axum::Json(echo_json(&state, &method, &uri, &headers, &body)),
+        )
+            .into_response();
+    }
+    axum::Json(echo_json(&state, &method, &uri, &headers, &body)).into_response()
+}
+
+async fn websocket(State(state): State<UpstreamState>, ws: WebSocketUpgrade) -> Response {
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    ws.on_upgrade(|mut socket: WebSocket| async move {
+        while let Some(Ok(msg)) = socket.recv().await {
+            let reply = match msg {
+                Message::Text(t) => Message::Text(format!("echo: {}", t.as_str()).into()),
+                Message::Binary(b) => Message::Binary(b),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// The echoed headers with this name (lower case), in order.
+pub fn echoed_header<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    echo["headers"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|pair| pair[0] == name)
+                .filter_map(|pair| pair[1].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A `[server]` + `[ops]` block on the harness's ports, with quick shutdown for tests.
+pub fn base_config(extra_server_keys: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "${{LISTEN}}"
+data_dir = "${{DATA}}"
+threads = 2
+shutdown_grace_period = "0s"
+shutdown_timeout = "2s"
+{extra_server_keys}
+
+[ops]
+listen = "${{OPS}}"
+
+[log]
+access_log = false
+"#
+    )
+}
+
+/// Sends `request` verbatim (for paths an HTTP client library would normalize) and returns the
+/// status code and body of the answer.
+pub fn raw_request(addr: SocketAddr, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
