@@ -116,7 +116,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Setting
             .unwrap_or(1);
         vec![Problem::new(
             "",
-            format!("line {line}: not valid TOML: {}", e.message()),
+            format!("line {line}: not valid TOML: {}", one_line(e.message())),
         )]
     })?;
     let mut problems = Vec::new();
@@ -127,7 +127,16 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Setting
     let file: file::FileConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
-        vec![Problem::new(path, e.into_inner().to_string())]
+        vec![Problem::new(path, one_line(e.into_inner().message()))]
     })?;
     validate::validate(file)
+}
+
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
