@@ -3,6 +3,8 @@
 //! [`server::build_server`] turns validated [`config::Settings`] into a Pingora server; the
 //! binary and the integration tests both go through it.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod commands;
 pub mod config;
 pub mod error;

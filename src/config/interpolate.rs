@@ -40,9 +40,9 @@ pub fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos..];
-        if after.starts_with("$${") {
+        if let Some(after_escape) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = after_escape;
         } else if let Some(body_and_rest) = after.strip_prefix("${") {
             let end = closing_brace(body_and_rest)
                 .ok_or_else(|| format!("unclosed `${{` in {input:?}"))?;
