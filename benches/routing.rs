@@ -14,7 +14,9 @@ fn table() -> RouteTable {
         ));
     }
     let default = postern::config::DEFAULT_CONFIG;
-    let default_routes = default.find("[[routes]]").expect("default config has routes");
+    let default_routes = default
+        .find("[[routes]]")
+        .expect("default config has routes");
     text.push_str(&default[default_routes..]);
     let settings = postern::config::parse(&text, &|_| None).expect("bench config");
     RouteTable::new(&settings.routes)
@@ -24,19 +26,41 @@ fn bench_routing(c: &mut Criterion) {
     let table = table();
     let mut group = c.benchmark_group("route_match");
     group.bench_function("first_route", |b| {
-        b.iter(|| table.find(black_box(Some("a.tenant0.example.com")), black_box("/api/v0/items"), &Method::GET))
+        b.iter(|| {
+            table.find(
+                black_box(Some("a.tenant0.example.com")),
+                black_box("/api/v0/items"),
+                &Method::GET,
+            )
+        })
     });
     group.bench_function("catch_all_after_26_routes", |b| {
-        b.iter(|| table.find(black_box(Some("app.example.com:8080")), black_box("/dashboard/settings"), &Method::GET))
+        b.iter(|| {
+            table.find(
+                black_box(Some("app.example.com:8080")),
+                black_box("/dashboard/settings"),
+                &Method::GET,
+            )
+        })
     });
     group.bench_function("no_host_public", |b| {
-        b.iter(|| table.find(black_box(None), black_box("/public/css/site.css"), &Method::GET))
+        b.iter(|| {
+            table.find(
+                black_box(None),
+                black_box("/public/css/site.css"),
+                &Method::GET,
+            )
+        })
     });
     group.finish();
 
     let mut group = c.benchmark_group("normalize_path");
-    group.bench_function("clean", |b| b.iter(|| normalize_path(black_box("/public/css/site.css"))));
-    group.bench_function("encoded", |b| b.iter(|| normalize_path(black_box("/public//%63ss/site%20x.css"))));
+    group.bench_function("clean", |b| {
+        b.iter(|| normalize_path(black_box("/public/css/site.css")))
+    });
+    group.bench_function("encoded", |b| {
+        b.iter(|| normalize_path(black_box("/public//%63ss/site%20x.css")))
+    });
     group.finish();
 }
 

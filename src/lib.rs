@@ -3,7 +3,10 @@
 //! [`server::build_server`] turns validated [`config::Settings`] into a Pingora server; the
 //! binary and the integration tests both go through it.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod commands;
 pub mod config;

@@ -53,7 +53,7 @@ fn ensure_dir(path: &Path) -> Result<(), BuildError> {
 pub fn server_conf(settings: &Settings, options: ServeOptions) -> ServerConf {
     let s = &settings.server;
     let path = |p: &Path| p.to_string_lossy().into_owned();
-    let mut conf = ServerConf {
+    ServerConf {
         daemon: options.daemon,
         threads: s.threads,
         pid_file: path(&s.pid_file),
@@ -68,9 +68,7 @@ pub fn server_conf(settings: &Settings, options: ServeOptions) -> ServerConf {
             .max()
             .unwrap_or(0),
         ..ServerConf::default()
-    };
-    conf.work_stealing = true;
-    conf
+    }
 }
 
 pub fn build_server(settings: Settings, options: ServeOptions) -> Result<Built, BuildError> {

@@ -28,7 +28,11 @@ fn matching_a_request_does_not_allocate() {
     let settings = postern::config::parse(postern::config::DEFAULT_CONFIG, &|_| None).unwrap();
     let table = RouteTable::new(&settings.routes);
     let requests = [
-        (Some("app.example.com:8080"), "/public/site.css", Method::GET),
+        (
+            Some("app.example.com:8080"),
+            "/public/site.css",
+            Method::GET,
+        ),
         (None, "/admin/users", Method::POST),
         (Some("x.example.com"), "/dashboard", Method::GET),
         (None, "/_postern/login", Method::GET),

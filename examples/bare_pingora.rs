@@ -1,0 +1,43 @@
+//! The smallest Pingora reverse proxy: the baseline the load script measures postern against, so
+//! that postern's own per-request cost can be told apart from Pingora's.
+//!
+//!   cargo run --release --example bare_pingora -- LISTEN_ADDR UPSTREAM_ADDR THREADS
+
+use std::net::SocketAddr;
+
+use async_trait::async_trait;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+
+struct Bare {
+    upstream: SocketAddr,
+}
+
+#[async_trait]
+impl ProxyHttp for Bare {
+    type CTX = ();
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(listen), Some(upstream)) = (args.get(1), args.get(2).and_then(|u| u.parse().ok()))
+    else {
+        eprintln!("usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR [THREADS]");
+        std::process::exit(2);
+    };
+    let conf = ServerConf {
+        threads: args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy = http_proxy_service(&server.configuration, Bare { upstream });
+    proxy.add_tcp(listen);
+    server.add_service(proxy);
+    server.run_forever();
+}
