@@ -382,3 +382,46 @@ access = "public"
         .unwrap();
     assert_eq!(new_code, 0);
 }
+
+#[test]
+fn systemd_unit_is_hardened_and_reloads_by_socket_handover() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/postern.service"),
+    )
+    .unwrap();
+    let directives: Vec<(&str, &str)> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let has = |key: &str, value: &str| {
+        directives
+            .iter()
+            .any(|(k, v)| *k == key && v.contains(value))
+    };
+    for (key, value) in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("PrivateTmp", "yes"),
+        ("User", "postern"),
+        ("ReadWritePaths", "/var/lib/postern"),
+        ("Type", "forking"),
+        ("PIDFile", "/var/lib/postern/postern.pid"),
+        ("ExecStart", "serve --daemon"),
+        ("ExecReload", "postern check"),
+        ("ExecReload", "kill -QUIT $MAINPID"),
+        ("ExecReload", "serve --daemon --upgrade"),
+    ] {
+        assert!(has(key, value), "systemd unit lacks {key}={value}");
+    }
+    let reloads: Vec<&str> = directives
+        .iter()
+        .filter(|(k, _)| *k == "ExecReload")
+        .map(|(_, v)| *v)
+        .collect();
+    assert!(
+        reloads[0].ends_with("check"),
+        "the config is checked before the old process is told to hand over"
+    );
+}
