@@ -119,6 +119,7 @@ pub fn build_server(settings: Settings, options: ServeOptions) -> Result<Built, 
         OpsApp::new(settings.clone(), pools.clone(), metrics.clone()),
     );
     ops.add_tcp(&settings.ops.listen.to_string());
+    ops.threads = Some(1);
     server.add_service(ops);
 
     server.add_service(background_service("dns", DnsRefresher::new(pools)));

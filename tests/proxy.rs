@@ -561,3 +561,59 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         "no new connections after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn built_in_and_asset_routes_answer_without_reaching_the_app() {
+    let app = Upstream::start("app").await;
+    let config = format!(
+        r#"{}
+[stores.files]
+type = "fs"
+
+[[routes]]
+name = "postern"
+path = "/_postern/"
+kind = "builtin"
+
+[[routes]]
+name = "assets"
+path = "/assets/"
+kind = "assets"
+store = "files"
+key = "shared/{{path}}"
+
+[[routes]]
+name = "open-assets"
+path = "/open/"
+kind = "assets"
+store = "files"
+access = "public"
+"#,
+        one_upstream_config("", "")
+    );
+    let p = Postern::start(&config, &[("APP", app.url())]);
+    let c = client();
+    let code = |v: Value| v["error"]["code"].as_str().unwrap().to_string();
+
+    let r = c
+        .post(p.url("/_postern/login"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 501);
+    assert_eq!(code(json(r).await), "not_implemented");
+    let r = c.get(p.url("/_postern/nothing-here")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c.get(p.url("/assets/logo.png")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "access is decided before anything else");
+    let r = c.get(p.url("/open/logo.png")).send().await.unwrap();
+    assert_eq!(r.status(), 501);
+    let r = c.head(p.url("/open/logo.png")).send().await.unwrap();
+    assert_eq!(r.status(), 501);
+    assert!(
+        r.bytes().await.unwrap().is_empty(),
+        "HEAD gets headers only"
+    );
+    assert_eq!(app.hits(), 0);
+}

@@ -113,20 +113,20 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
         c.report("routes", "at least one route is required");
     }
     let mut names = HashSet::new();
+    for (i, section) in file.routes.iter().enumerate() {
+        let name = route_name(i, section);
+        if !names.insert(name.clone()) {
+            c.report(
+                format!("routes[{i}].name"),
+                format!("route name {name:?} is used twice"),
+            );
+        }
+    }
     let routes: Vec<RouteSettings> = file
         .routes
         .iter()
         .enumerate()
-        .filter_map(|(i, section)| {
-            let route = route_settings(&mut c, i, section, &upstreams, &stores)?;
-            if !names.insert(route.name.clone()) {
-                c.report(
-                    format!("routes[{i}].name"),
-                    format!("route name {:?} is used twice", route.name),
-                );
-            }
-            Some(route)
-        })
+        .filter_map(|(i, section)| route_settings(&mut c, i, section, &upstreams, &stores))
         .collect();
     if c.problems.is_empty() {
         Ok(Settings {
@@ -401,6 +401,10 @@ fn store_settings(
     }
 }
 
+fn route_name(i: usize, r: &RouteSection) -> String {
+    r.name.clone().unwrap_or_else(|| format!("route{i}"))
+}
+
 fn route_settings(
     c: &mut Checker,
     i: usize,
@@ -411,7 +415,7 @@ fn route_settings(
     let at = |key: &str| format!("routes[{i}].{key}");
     let problems_before = c.problems.len();
 
-    let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
+    let name = route_name(i, r);
     if name.is_empty()
         || !name
             .chars()
@@ -420,6 +424,12 @@ fn route_settings(
         c.report(
             at("name"),
             format!("{name:?} must be letters, digits, '-', '_' or '.'"),
+        );
+    }
+    if name == crate::metrics::NO_ROUTE {
+        c.report(
+            at("name"),
+            format!("{name:?} is reserved for requests that match no route"),
         );
     }
     if !r.path.starts_with('/') {
@@ -678,6 +688,62 @@ mod tests {
         assert!(parse_host_pattern("example.com:8080").is_err());
         assert!(parse_host_pattern("a.*.com").is_err());
         assert!(parse_host_pattern("").is_err());
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        crate::config::parse(text, &|_| None)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn route_names_and_kind_specific_keys() {
+        let p = problems(
+            r#"
+            [upstreams.a]
+            backends = ["http://127.0.0.1:1"]
+            [[routes]]
+            name = "none"
+            path = "/"
+            upstream = "a"
+            [[routes]]
+            name = "dup"
+            path = "/x"
+            upstream = "a"
+            store = "s"
+            [[routes]]
+            name = "dup"
+            path = "/y"
+            upstream = "a"
+            [[routes]]
+            path = "/_p/"
+            kind = "builtin"
+            upstream = "a"
+            access = "public"
+            [[routes]]
+            path = "/z"
+            kind = "mystery"
+            "#,
+        );
+        let expected = [
+            "routes[0].name: \"none\" is reserved",
+            "routes[1].store: not allowed on a route of kind \"upstream\"",
+            "routes[2].name: route name \"dup\" is used twice",
+            "routes[3].upstream: not allowed on a route of kind \"builtin\"",
+            "routes[3].access: built-in endpoints set their own access rules",
+            "routes[4].kind: \"mystery\" is not one of",
+        ];
+        for e in expected {
+            assert!(p.iter().any(|x| x.starts_with(e)), "missing {e} in {p:#?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_config_needs_routes() {
+        assert_eq!(problems(""), ["routes: at least one route is required"]);
     }
 
     #[test]

@@ -131,18 +131,16 @@ impl Gateway {
             .and_then(|v| v.trim().parse::<u64>().ok());
         ctx.body.check_declared(declared)?;
 
-        match &route.target {
-            RouteTarget::Builtin => return Err(handlers::dispatch(route.strip_prefix(&path))),
-            RouteTarget::Assets { .. } => {
-                return Err(GatewayError::NotImplemented("object stores"));
-            }
-            RouteTarget::Upstream { .. } => {}
+        if let RouteTarget::Builtin = route.target {
+            return Err(handlers::dispatch(route.strip_prefix(&path)));
         }
-
         match policy::decide(&route.access, None) {
             Decision::Allow => {}
             Decision::Unauthenticated => return Err(GatewayError::Unauthenticated),
             Decision::Forbidden => return Err(GatewayError::Forbidden),
+        }
+        if let RouteTarget::Assets { .. } = route.target {
+            return Err(GatewayError::NotImplemented("object stores"));
         }
 
         if let RouteTarget::Upstream { strip_prefix, .. } = route.target {
