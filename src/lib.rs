@@ -8,6 +8,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod auth;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
@@ -19,6 +21,7 @@ pub mod proxy;
 pub mod routing;
 pub mod server;
 pub mod services;
+pub mod store;
 pub mod telemetry;
 pub mod upstream;
 

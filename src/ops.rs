@@ -9,12 +9,14 @@ use pingora::protocols::http::ServerSession;
 
 use crate::config::{Settings, StoreSettings};
 use crate::metrics::Metrics;
+use crate::services::StoreHandle;
 use crate::upstream::UpstreamPool;
 
 pub struct OpsApp {
     settings: Arc<Settings>,
     pools: Vec<Arc<UpstreamPool>>,
     metrics: Arc<Metrics>,
+    store: StoreHandle,
 }
 
 impl OpsApp {
@@ -22,17 +24,31 @@ impl OpsApp {
         settings: Arc<Settings>,
         pools: Vec<Arc<UpstreamPool>>,
         metrics: Arc<Metrics>,
+        store: StoreHandle,
     ) -> Self {
         Self {
             settings,
             pools,
             metrics,
+            store,
         }
     }
 
     /// Every reason this instance should not receive traffic yet; empty when ready.
-    pub fn readiness_problems(&self) -> Vec<String> {
+    pub async fn readiness_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
+        match self.store.load_full() {
+            None => problems.push("database: not connected yet".to_string()),
+            Some(store) => {
+                let ping =
+                    tokio::time::timeout(std::time::Duration::from_secs(2), store.ping()).await;
+                match ping {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => problems.push(format!("database: {e}")),
+                    Err(_) => problems.push("database: no answer within 2s".to_string()),
+                }
+            }
+        }
         for pool in &self.pools {
             if !pool.is_resolved() {
                 problems.push(format!(
@@ -89,7 +105,7 @@ impl ServeHttp for OpsApp {
             ),
             "/healthz" => reply(StatusCode::OK, "application/json", br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => {
-                let problems = self.readiness_problems();
+                let problems = self.readiness_problems().await;
                 let status = if problems.is_empty() {
                     StatusCode::OK
                 } else {

@@ -15,7 +15,8 @@ use crate::config::{Settings, StoreSettings};
 use crate::metrics::Metrics;
 use crate::ops::OpsApp;
 use crate::proxy::Gateway;
-use crate::services::DnsRefresher;
+use crate::services::{DatabaseConnector, DnsRefresher, StoreHandle};
+use crate::store::{Store, StoreError};
 use crate::upstream::UpstreamPool;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,12 +36,57 @@ pub enum BuildError {
     },
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("database {url}: {source}")]
+    Database { url: String, source: StoreError },
 }
 
 /// A built server and handles the caller may want to keep.
 pub struct Built {
     pub server: Server,
     pub metrics: Arc<Metrics>,
+    pub store: StoreHandle,
+}
+
+/// Connects once and applies migrations, so that `serve` fails at start (not at the first login)
+/// when the database is unusable. Runs on its own thread and runtime: the serving pool is opened
+/// later inside Pingora's runtime.
+fn migrate_database(url: &str) -> Result<(), BuildError> {
+    let failed = |source| BuildError::Database {
+        url: redact_url(url),
+        source,
+    };
+    if let Some(parent) = crate::commands::users::sqlite_parent(url) {
+        ensure_dir(&parent)?;
+    }
+    let url_owned = url.to_string();
+    let outcome = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("cannot start a runtime: {e}")))?;
+        runtime.block_on(async {
+            let store = Store::open(&url_owned, 1).await?;
+            store.close().await;
+            Ok::<(), StoreError>(())
+        })
+    })
+    .join()
+    .map_err(|_| failed(StoreError::Invalid("the migration thread panicked".into())))?;
+    outcome.map_err(failed)
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn ensure_dir(path: &Path) -> Result<(), BuildError> {
@@ -86,6 +132,9 @@ pub fn build_server(settings: Settings, options: ServeOptions) -> Result<Built, 
         }
     }
 
+    migrate_database(&settings.database.url)?;
+    let store: StoreHandle = Arc::default();
+
     let metrics = Arc::new(Metrics::new()?);
     let pools: Vec<Arc<UpstreamPool>> = settings
         .upstreams
@@ -116,12 +165,25 @@ pub fn build_server(settings: Settings, options: ServeOptions) -> Result<Built, 
 
     let mut ops = Service::new(
         "postern ops".to_string(),
-        OpsApp::new(settings.clone(), pools.clone(), metrics.clone()),
+        OpsApp::new(
+            settings.clone(),
+            pools.clone(),
+            metrics.clone(),
+            store.clone(),
+        ),
     );
     ops.add_tcp(&settings.ops.listen.to_string());
     ops.threads = Some(1);
     server.add_service(ops);
 
     server.add_service(background_service("dns", DnsRefresher::new(pools)));
-    Ok(Built { server, metrics })
+    server.add_service(background_service(
+        "database",
+        DatabaseConnector::new(settings.database.clone(), store.clone()),
+    ));
+    Ok(Built {
+        server,
+        metrics,
+        store,
+    })
 }

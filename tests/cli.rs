@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Upstream, echoed_header, free_port, wait_for_port};
+use common::{TestDatabase, Upstream, echoed_header, free_port, wait_for_port};
 
 fn postern() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_postern"));
@@ -217,7 +217,9 @@ async fn serves_the_built_in_config_and_drains_on_sigterm() {
     let cwd = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let ops = format!("127.0.0.1:{}", free_port());
+    let database = TestDatabase::new(&cwd.path().join("data"));
     let env = [
+        ("POSTERN_DATABASE_URL", database.url.clone()),
         ("POSTERN_LISTEN", listen.clone()),
         ("POSTERN_OPS_LISTEN", ops.clone()),
         (
@@ -301,6 +303,7 @@ async fn graceful_upgrade_hands_sockets_to_a_new_process() {
     let cwd = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let config = cwd.path().join("postern.toml");
+    let database = TestDatabase::new(&cwd.path().join("data"));
     std::fs::write(
         &config,
         format!(
@@ -312,6 +315,8 @@ shutdown_grace_period = "1s"
 shutdown_timeout = "1s"
 [ops]
 listen = "127.0.0.1:{ops}"
+[database]
+url = "{database}"
 [upstreams.app]
 backends = ["{app}"]
 [[routes]]
@@ -322,6 +327,7 @@ access = "public"
             data = cwd.path().join("data").display(),
             ops = free_port(),
             app = app.url(),
+            database = database.url,
         ),
     )
     .unwrap();
@@ -424,4 +430,25 @@ fn systemd_unit_is_hardened_and_reloads_by_socket_handover() {
         reloads[0].ends_with("check"),
         "the config is checked before the old process is told to hand over"
     );
+}
+
+#[test]
+fn serve_exits_1_when_the_database_is_unusable() {
+    let cwd = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(postern()
+        .arg("serve")
+        .current_dir(cwd.path())
+        .env("POSTERN_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("POSTERN_OPS_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("POSTERN_DATA_DIR", cwd.path().join("data"))
+        .env(
+            "POSTERN_DATABASE_URL",
+            format!("postgres://postern:s3cret@127.0.0.1:{}/none", free_port()),
+        ));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("database postgres://postern:***@127.0.0.1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "passwords never reach the log");
 }

@@ -19,6 +19,10 @@ pub struct FileConfig {
     #[serde(default)]
     pub identity_headers: IdentityHeadersSection,
     #[serde(default)]
+    pub database: DatabaseSection,
+    #[serde(default)]
+    pub passwords: PasswordsSection,
+    #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamSection>,
     #[serde(default)]
     pub stores: BTreeMap<String, StoreSection>,
@@ -57,6 +61,22 @@ pub struct LogSection {
     pub level: Option<String>,
     pub format: Option<String>,
     pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    pub url: Option<String>,
+    pub max_connections: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordsSection {
+    pub memory_kib: Option<u32>,
+    pub iterations: Option<u32>,
+    pub parallelism: Option<u32>,
+    pub min_length: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -14,6 +14,8 @@ pub struct Settings {
     pub ops: OpsSettings,
     pub log: LogSettings,
     pub identity_headers: IdentityHeaders,
+    pub database: DatabaseSettings,
+    pub passwords: PasswordSettings,
     pub upstreams: Vec<UpstreamSettings>,
     pub stores: Vec<StoreSettings>,
     pub routes: Vec<RouteSettings>,
@@ -47,6 +49,19 @@ pub struct ServerSettings {
     pub keepalive_requests: u32,
     pub shutdown_grace_period: Duration,
     pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// `sqlite:///absolute/path.db` or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct PasswordSettings {
+    pub hash: crate::auth::HashParams,
+    pub min_length: usize,
 }
 
 #[derive(Debug, Clone)]

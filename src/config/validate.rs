@@ -98,6 +98,8 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
         ),
     };
 
+    let database = database_settings(&mut c, &file, &server.data_dir);
+    let passwords = password_settings(&mut c, &file);
     let upstreams: Vec<UpstreamSettings> = file
         .upstreams
         .iter()
@@ -134,6 +136,8 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
             ops,
             log,
             identity_headers,
+            database,
+            passwords,
             upstreams,
             stores,
             routes,
@@ -254,6 +258,79 @@ pub(crate) fn parse_cidr(text: &str) -> Result<IpNet, String> {
     text.parse::<std::net::IpAddr>()
         .map(IpNet::from)
         .map_err(|_| format!("{text:?} is not an IP address or CIDR (e.g. \"10.0.0.0/8\")"))
+}
+
+fn database_settings(c: &mut Checker, file: &FileConfig, data_dir: &Path) -> DatabaseSettings {
+    let d = &file.database;
+    let default_url = format!("sqlite://{}", data_dir.join("postern.db").display());
+    let url = match d.url.as_deref() {
+        None | Some("") => default_url,
+        Some(url) if url.starts_with("sqlite:") => absolute_sqlite_url(url),
+        Some(url) if crate::store::backend_of(url).is_some() => url.to_string(),
+        Some(url) => {
+            c.report(
+                "database.url",
+                format!("{url:?} is not a sqlite: or postgres:// URL"),
+            );
+            default_url
+        }
+    };
+    let max_connections = d.max_connections.unwrap_or(10);
+    if max_connections == 0 {
+        c.report("database.max_connections", "must be at least 1");
+    }
+    DatabaseSettings {
+        url,
+        max_connections,
+    }
+}
+
+/// `sqlite:data/x.db` and `sqlite://./x.db` are relative to where the config is loaded; the
+/// daemon changes directory, so the path is made absolute now.
+fn absolute_sqlite_url(url: &str) -> String {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    if path.is_empty() || path == ":memory:" {
+        return url.to_string();
+    }
+    let path = absolute(Path::new(path));
+    match query {
+        Some(query) => format!("sqlite://{}?{query}", path.display()),
+        None => format!("sqlite://{}", path.display()),
+    }
+}
+
+fn password_settings(c: &mut Checker, file: &FileConfig) -> PasswordSettings {
+    let p = &file.passwords;
+    let defaults = crate::auth::HashParams::default();
+    let hash = crate::auth::HashParams {
+        memory_kib: p.memory_kib.unwrap_or(defaults.memory_kib),
+        iterations: p.iterations.unwrap_or(defaults.iterations),
+        parallelism: p.parallelism.unwrap_or(defaults.parallelism),
+    };
+    if hash.memory_kib < 8 * hash.parallelism.max(1) {
+        c.report(
+            "passwords.memory_kib",
+            "must be at least 8 KiB per lane of parallelism",
+        );
+    }
+    if hash.iterations == 0 {
+        c.report("passwords.iterations", "must be at least 1");
+    }
+    if hash.parallelism == 0 {
+        c.report("passwords.parallelism", "must be at least 1");
+    }
+    let min_length = p.min_length.unwrap_or(8);
+    if min_length == 0 {
+        c.report("passwords.min_length", "must be at least 1");
+    }
+    PasswordSettings { hash, min_length }
 }
 
 fn log_settings(c: &mut Checker, file: &FileConfig) -> LogSettings {

@@ -56,10 +56,85 @@ impl ShutdownSignalWatch for ChannelSignal {
     }
 }
 
+/// The base URL of the PostgreSQL database to test against, when the PostgreSQL variant runs.
+pub fn postgres_base_url() -> Option<String> {
+    std::env::var("POSTERN_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+fn on_own_runtime<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(work)
+    })
+    .join()
+    .expect("database helper thread")
+}
+
+/// A database for one test: a fresh PostgreSQL schema in the PostgreSQL variant, else a SQLite
+/// file in `dir`. Dropping it removes the schema.
+pub struct TestDatabase {
+    pub url: String,
+    schema: Option<String>,
+}
+
+impl TestDatabase {
+    pub fn new(dir: &std::path::Path) -> Self {
+        let Some(base) = postgres_base_url() else {
+            return Self {
+                url: format!("sqlite://{}", dir.join("postern.db").display()),
+                schema: None,
+            };
+        };
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let (base_for_setup, schema_for_setup) = (base.clone(), schema.clone());
+        on_own_runtime(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&base_for_setup)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("PostgreSQL at POSTERN_TEST_DATABASE_URL is unreachable: {e}")
+                });
+            sqlx::query(&format!("CREATE SCHEMA {schema_for_setup}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test schema");
+        });
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Self {
+            url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+            schema: Some(schema),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (Some(schema), Some(base)) = (self.schema.take(), postgres_base_url()) else {
+            return;
+        };
+        on_own_runtime(async move {
+            use sqlx::Connection;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        });
+    }
+}
+
 /// A running postern. Stopped (fast) when dropped.
 pub struct Postern {
     pub addr: SocketAddr,
     pub ops_addr: SocketAddr,
+    pub database: TestDatabase,
     pub data_dir: tempfile::TempDir,
     signal: mpsc::UnboundedSender<ShutdownSignal>,
     thread: Option<JoinHandle<()>>,
@@ -67,9 +142,16 @@ pub struct Postern {
 
 impl Postern {
     /// Starts postern from `config`, in which `${LISTEN}`, `${OPS}` and `${DATA}` are this
-    /// instance's ports and data directory, and `vars` supplies further `${NAME}`s.
+    /// instance's ports and data directory, and `vars` supplies further `${NAME}`s. Unless the
+    /// config has a `[database]`, it gets the test database (PostgreSQL in that variant).
     pub fn start(config: &str, vars: &[(&str, String)]) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
+        let database = TestDatabase::new(data_dir.path());
+        let config = if config.contains("[database]") {
+            config.to_string()
+        } else {
+            format!("{config}\n[database]\nurl = \"${{TEST_DATABASE_URL}}\"\n")
+        };
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let ops_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut env: HashMap<String, String> = vars
@@ -79,9 +161,11 @@ impl Postern {
         env.insert("LISTEN".into(), addr.to_string());
         env.insert("OPS".into(), ops_addr.to_string());
         env.insert("DATA".into(), data_dir.path().display().to_string());
-        let settings = postern::config::parse(config, &|name| env.get(name).cloned())
+        env.insert("TEST_DATABASE_URL".into(), database.url.clone());
+        let settings = postern::config::parse(&config, &|name| env.get(name).cloned())
             .unwrap_or_else(|problems| panic!("test config invalid: {problems:?}"));
         let built = build_server(settings, ServeOptions::default()).expect("build server");
+        let store = built.store.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let thread = std::thread::spawn(move || {
             built.server.run(RunArgs {
@@ -90,9 +174,19 @@ impl Postern {
         });
         wait_for_port(addr);
         wait_for_port(ops_addr);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while store.load().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "postern never connected to {}",
+                database.url
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Self {
             addr,
             ops_addr,
+            database,
             data_dir,
             signal: tx,
             thread: Some(thread),

@@ -1,4 +1,6 @@
-//! What the command line's subcommands do; `main.rs` only parses arguments and calls these.
+//! What the command line's subcommands do.
+
+pub mod users;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,7 +12,7 @@ use crate::telemetry;
 pub const EXIT_RUNTIME: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
 
-fn report_config_error(err: &ConfigError) {
+pub(crate) fn report_config_error(err: &ConfigError) {
     match err {
         ConfigError::Read { .. } => eprintln!("postern: {err}"),
         ConfigError::Invalid {

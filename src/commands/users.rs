@@ -1,0 +1,394 @@
+//! `postern migrate` and `postern user …`: the same database as the server, from a shell.
+
+use std::io::{BufRead, IsTerminal};
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{EXIT_CONFIG, EXIT_RUNTIME, report_config_error};
+use crate::auth::Passwords;
+use crate::config::{self, ConfigSource, Settings};
+use crate::store::{NewEvent, NewUser, Store, StoreError, User, UserStatus};
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user (enabled).
+    Add {
+        name: String,
+        #[arg(long)]
+        email: String,
+        /// Role to grant; repeat for several.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        #[arg(long)]
+        given_name: Option<String>,
+        #[arg(long)]
+        surname: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+    },
+    /// Show one user (by username or email).
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a user's password from standard input; ends the user's sessions.
+    SetPassword {
+        name: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Grant a role (created if it does not exist).
+    AddRole { name: String, role: String },
+    /// Take a role away.
+    RemoveRole { name: String, role: String },
+    /// Lift a brute-force lockout.
+    Unlock { name: String },
+    /// Disable a user; ends the user's sessions.
+    Disable { name: String },
+    /// Enable a disabled or unverified user.
+    Enable { name: String },
+    /// Delete a user and everything that belongs to it.
+    Delete { name: String },
+    /// End every session of a user, on every instance.
+    RevokeSessions { name: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Password(#[from] crate::auth::PasswordError),
+    #[error("no user named {0:?}")]
+    NoSuchUser(String),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl CommandError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) | Self::Store(StoreError::Invalid(_)) => EXIT_CONFIG,
+            _ => EXIT_RUNTIME,
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+/// Loads the config and runs `work` with an open (migrated) store on a small runtime.
+fn with_store<F, Fut>(config_path: Option<&Path>, work: F) -> ExitCode
+where
+    F: FnOnce(Settings, Store) -> Fut,
+    Fut: std::future::Future<Output = Result<(), CommandError>>,
+{
+    let settings = match config::load(&ConfigSource::locate(config_path)) {
+        Ok(settings) => settings,
+        Err(err) => {
+            report_config_error(&err);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("postern: cannot start a runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let result = runtime.block_on(async {
+        if let Some(parent) = sqlite_parent(&settings.database.url) {
+            std::fs::create_dir_all(&parent).map_err(|e| {
+                CommandError::Usage(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let store = Store::open(&settings.database.url, 2).await?;
+        let outcome = work(settings, store.clone()).await;
+        store.close().await;
+        outcome
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("postern: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+pub(crate) fn sqlite_parent(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite://")?.split('?').next()?;
+    Path::new(path).parent().map(Path::to_path_buf)
+}
+
+pub fn migrate(config_path: Option<&Path>) -> ExitCode {
+    with_store(config_path, |_, _| async {
+        println!("database is up to date");
+        Ok(())
+    })
+}
+
+pub fn run(config_path: Option<&Path>, command: UserCommand) -> ExitCode {
+    with_store(config_path, |settings, store| {
+        execute(settings, store, command)
+    })
+}
+
+fn read_password(min_length: usize) -> Result<String, CommandError> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password: ");
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).map_err(|e| {
+        CommandError::Usage(format!("cannot read the password from standard input: {e}"))
+    })?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.chars().count() < min_length {
+        return Err(CommandError::Usage(format!(
+            "the password must be at least {min_length} characters"
+        )));
+    }
+    Ok(password)
+}
+
+async fn find(store: &Store, name: &str) -> Result<User, CommandError> {
+    store
+        .user_by_login(name)
+        .await?
+        .ok_or_else(|| CommandError::NoSuchUser(name.to_string()))
+}
+
+fn user_json(user: &User) -> serde_json::Value {
+    json!({
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "given_name": user.given_name,
+        "surname": user.surname,
+        "status": user.status.as_str(),
+        "roles": user.roles,
+        "has_password": user.password_hash.is_some(),
+        "locked_until": user.locked_until,
+        "created_at": user.created_at,
+        "updated_at": user.updated_at,
+    })
+}
+
+async fn audit(
+    store: &Store,
+    kind: &str,
+    user: &User,
+    detail: serde_json::Value,
+) -> Result<(), CommandError> {
+    let event = NewEvent {
+        kind: kind.to_string(),
+        user_id: Some(user.id.clone()),
+        actor: Some(actor()),
+        detail,
+        ..NewEvent::default()
+    };
+    store.record_event(&event, now()).await?;
+    Ok(())
+}
+
+async fn execute(
+    settings: Settings,
+    store: Store,
+    command: UserCommand,
+) -> Result<(), CommandError> {
+    let passwords = || Passwords::new(settings.passwords.hash, 1);
+    match command {
+        UserCommand::Add {
+            name,
+            email,
+            roles,
+            given_name,
+            surname,
+            password_stdin,
+        } => {
+            let password_hash = if password_stdin {
+                let password = read_password(settings.passwords.min_length)?;
+                Some(passwords()?.hash(password).await?)
+            } else {
+                None
+            };
+            let new = NewUser {
+                username: name,
+                email,
+                given_name: given_name.unwrap_or_default(),
+                surname: surname.unwrap_or_default(),
+                status: Some(UserStatus::Enabled),
+                password_hash,
+                roles,
+            };
+            let user = store.create_user(&new, now()).await?;
+            audit(&store, "user.created", &user, json!({"roles": user.roles})).await?;
+            println!("created user {} ({})", user.username, user.id);
+            if user.password_hash.is_none() {
+                println!(
+                    "no password set: use `postern user set-password {} --password-stdin`",
+                    user.username
+                );
+            }
+        }
+        UserCommand::List {
+            json,
+            limit,
+            offset,
+        } => {
+            if !(1..=1000).contains(&limit) || offset < 0 {
+                return Err(CommandError::Usage(
+                    "--limit must be 1-1000 and --offset >= 0".into(),
+                ));
+            }
+            let users = store.list_users(limit, offset).await?;
+            if json {
+                let list: Vec<_> = users.iter().map(user_json).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                println!("{:<24} {:<32} {:<10} ROLES", "USERNAME", "EMAIL", "STATUS");
+                for u in &users {
+                    println!(
+                        "{:<24} {:<32} {:<10} {}",
+                        u.username,
+                        u.email,
+                        u.status.as_str(),
+                        u.roles.join(",")
+                    );
+                }
+            }
+        }
+        UserCommand::Show { name, json } => {
+            let user = find(&store, &name).await?;
+            if json {
+                println!("{}", user_json(&user));
+            } else {
+                let locked = match user.locked_until {
+                    Some(t) if t > now() => format!("until {t} (unix time)"),
+                    _ => "no".to_string(),
+                };
+                println!("id:        {}", user.id);
+                println!("username:  {}", user.username);
+                println!("email:     {}", user.email);
+                println!("name:      {} {}", user.given_name, user.surname);
+                println!("status:    {}", user.status.as_str());
+                println!("roles:     {}", user.roles.join(", "));
+                println!(
+                    "password:  {}",
+                    if user.password_hash.is_some() {
+                        "set"
+                    } else {
+                        "not set"
+                    }
+                );
+                println!("locked:    {locked}");
+            }
+        }
+        UserCommand::SetPassword { name, .. } => {
+            let user = find(&store, &name).await?;
+            let password = read_password(settings.passwords.min_length)?;
+            let hash = passwords()?.hash(password).await?;
+            store.set_password_hash(&user.id, &hash, now()).await?;
+            audit(&store, "user.password_set", &user, json!({})).await?;
+            println!(
+                "password of {} changed; their sessions have ended",
+                user.username
+            );
+        }
+        UserCommand::AddRole { name, role } => {
+            let user = find(&store, &name).await?;
+            if store.add_role(&user.id, &role, now()).await? {
+                audit(&store, "user.role_added", &user, json!({"role": role})).await?;
+                println!("{} now has role {role}", user.username);
+            } else {
+                println!("{} already has role {role}", user.username);
+            }
+        }
+        UserCommand::RemoveRole { name, role } => {
+            let user = find(&store, &name).await?;
+            if store.remove_role(&user.id, &role, now()).await? {
+                audit(&store, "user.role_removed", &user, json!({"role": role})).await?;
+                println!("{} no longer has role {role}", user.username);
+            } else {
+                println!("{} did not have role {role}", user.username);
+            }
+        }
+        UserCommand::Unlock { name } => {
+            let user = find(&store, &name).await?;
+            store.set_locked_until(&user.id, None).await?;
+            audit(&store, "user.unlocked", &user, json!({})).await?;
+            println!("{} unlocked", user.username);
+        }
+        UserCommand::Disable { name } => {
+            let user = find(&store, &name).await?;
+            store
+                .set_status(&user.id, UserStatus::Disabled, now())
+                .await?;
+            audit(&store, "user.disabled", &user, json!({})).await?;
+            println!("{} disabled; their sessions have ended", user.username);
+        }
+        UserCommand::Enable { name } => {
+            let user = find(&store, &name).await?;
+            store
+                .set_status(&user.id, UserStatus::Enabled, now())
+                .await?;
+            audit(&store, "user.enabled", &user, json!({})).await?;
+            println!("{} enabled", user.username);
+        }
+        UserCommand::Delete { name } => {
+            let user = find(&store, &name).await?;
+            store.delete_user(&user.id).await?;
+            audit(
+                &store,
+                "user.deleted",
+                &user,
+                json!({"username": user.username}),
+            )
+            .await?;
+            println!("{} deleted", user.username);
+        }
+        UserCommand::RevokeSessions { name } => {
+            let user = find(&store, &name).await?;
+            let ended = store.revoke_sessions(&user.id, now()).await?;
+            audit(
+                &store,
+                "user.sessions_revoked",
+                &user,
+                json!({"sessions": ended}),
+            )
+            .await?;
+            println!("{ended} session(s) of {} ended", user.username);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,444 @@
+//! Users and their roles.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    Enabled,
+    Disabled,
+    Unverified,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+            Self::Unverified => "unverified",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "enabled" => Some(Self::Enabled),
+            "disabled" => Some(Self::Disabled),
+            "unverified" => Some(Self::Unverified),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub given_name: String,
+    pub surname: String,
+    pub status: UserStatus,
+    pub password_hash: Option<String>,
+    pub password_changed_at: Option<i64>,
+    pub custom_data: String,
+    pub session_epoch: i64,
+    pub locked_until: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub given_name: String,
+    pub surname: String,
+    pub status: Option<UserStatus>,
+    pub password_hash: Option<String>,
+    pub roles: Vec<String>,
+}
+
+const USER_COLUMNS: &str = "id, username, email, given_name, surname, status, password_hash, \
+     password_changed_at, custom_data, session_epoch, locked_until, created_at, updated_at";
+
+fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        username: row.try_get("username")?,
+        email: row.try_get("email")?,
+        given_name: row.try_get("given_name")?,
+        surname: row.try_get("surname")?,
+        status: UserStatus::parse(&status)
+            .ok_or_else(|| StoreError::Invalid(format!("unknown user status {status:?}")))?,
+        password_hash: row.try_get("password_hash")?,
+        password_changed_at: row.try_get("password_changed_at")?,
+        custom_data: row.try_get("custom_data")?,
+        session_epoch: row.try_get("session_epoch")?,
+        locked_until: row.try_get("locked_until")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        roles: Vec::new(),
+    })
+}
+
+pub fn validate_username(username: &str) -> Result<(), StoreError> {
+    let ok = !username.is_empty()
+        && username.len() <= 64
+        && username
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "username {username:?} must be 1-64 letters, digits, '.', '_', '-' or '@'"
+        )))
+    }
+}
+
+pub fn validate_email(email: &str) -> Result<(), StoreError> {
+    let ok = email.len() <= 254
+        && !email.chars().any(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{email:?} is not an email address"
+        )))
+    }
+}
+
+pub fn validate_role(role: &str) -> Result<(), StoreError> {
+    let ok = !role.is_empty()
+        && role.len() <= 64
+        && role
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "role {role:?} must be 1-64 ASCII letters, digits, '.', '_', '-' or ':'"
+        )))
+    }
+}
+
+impl Store {
+    pub async fn create_user(&self, new: &NewUser, now: i64) -> Result<User, StoreError> {
+        validate_username(&new.username)?;
+        validate_email(&new.email)?;
+        for role in &new.roles {
+            validate_role(role)?;
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let status = new.status.unwrap_or(UserStatus::Enabled);
+        let mut tx = self.pool.begin().await?;
+        let taken: Option<String> = sqlx::query_scalar(
+            "SELECT CASE WHEN lower(username) = lower($1) THEN 'username' ELSE 'email' END \
+             FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($2) LIMIT 1",
+        )
+        .bind(&new.username)
+        .bind(&new.email)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match taken.as_deref() {
+            Some("username") => return Err(StoreError::Conflict("username")),
+            Some(_) => return Err(StoreError::Conflict("email")),
+            None => {}
+        }
+        sqlx::query(
+            "INSERT INTO users (id, username, email, given_name, surname, status, password_hash, \
+             password_changed_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(&id)
+        .bind(&new.username)
+        .bind(&new.email)
+        .bind(&new.given_name)
+        .bind(&new.surname)
+        .bind(status.as_str())
+        .bind(new.password_hash.as_deref())
+        .bind(new.password_hash.as_ref().map(|_| now))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::from_write(e, "username or email"))?;
+        for role in &new.roles {
+            ensure_role(&mut tx, role, now).await?;
+            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+                .bind(&id)
+                .bind(role)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::from_write(e, "role assignment"))?;
+        }
+        tx.commit().await?;
+        self.user_by_id(&id)
+            .await?
+            .ok_or(StoreError::NotFound("user"))
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        self.with_roles(row).await
+    }
+
+    /// Finds a user by username or email, case-insensitively.
+    pub async fn user_by_login(&self, login: &str) -> Result<Option<User>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($1) \
+             ORDER BY CASE WHEN lower(username) = lower($1) THEN 0 ELSE 1 END LIMIT 1"
+        );
+        let row = sqlx::query(&sql)
+            .bind(login)
+            .fetch_optional(&self.pool)
+            .await?;
+        self.with_roles(row).await
+    }
+
+    async fn with_roles(&self, row: Option<AnyRow>) -> Result<Option<User>, StoreError> {
+        let Some(row) = row else { return Ok(None) };
+        let mut user = user_from_row(&row)?;
+        user.roles = self.roles_of(&user.id).await?;
+        Ok(Some(user))
+    }
+
+    pub async fn roles_of(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+        let roles =
+            sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(roles)
+    }
+
+    pub async fn list_users(&self, limit: i64, offset: i64) -> Result<Vec<User>, StoreError> {
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users ORDER BY lower(username) LIMIT $1 OFFSET $2");
+        let rows = sqlx::query(&sql)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut users = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut user = user_from_row(&row)?;
+            user.roles = self.roles_of(&user.id).await?;
+            users.push(user);
+        }
+        Ok(users)
+    }
+
+    /// Sets a new password hash and ends every session of the user.
+    pub async fn set_password_hash(
+        &self,
+        user_id: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2, \
+             session_epoch = session_epoch + 1 WHERE id = $3",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        self.require_one(done.rows_affected())?;
+        self.delete_sessions_of(user_id).await
+    }
+
+    /// Replaces a hash with a re-hash of the same password (new parameters); sessions stay valid.
+    pub async fn upgrade_password_hash(
+        &self,
+        user_id: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+            .bind(new)
+            .bind(user_id)
+            .bind(old)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_status(
+        &self,
+        user_id: &str,
+        status: UserStatus,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET status = $1, updated_at = $2, session_epoch = session_epoch + 1 WHERE id = $3",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        self.require_one(done.rows_affected())?;
+        if status != UserStatus::Enabled {
+            self.delete_sessions_of(user_id).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn add_role(&self, user_id: &str, role: &str, now: i64) -> Result<bool, StoreError> {
+        validate_role(role)?;
+        let mut tx = self.pool.begin().await?;
+        ensure_role(&mut tx, role, now).await?;
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 AND role = $2")
+                .bind(user_id)
+                .bind(role)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_some() {
+            return Ok(false);
+        }
+        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+            .bind(user_id)
+            .bind(role)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => {
+                    StoreError::NotFound("user")
+                }
+                other => StoreError::Database(other),
+            })?;
+        bump_epoch(&mut tx, user_id, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn remove_role(
+        &self,
+        user_id: &str,
+        role: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM user_roles WHERE user_id = $1 AND role = $2")
+            .bind(user_id)
+            .bind(role)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        bump_epoch(&mut tx, user_id, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub async fn set_locked_until(
+        &self,
+        user_id: &str,
+        until: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2")
+            .bind(until)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        self.require_one(done.rows_affected())
+    }
+
+    pub async fn delete_user(&self, user_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        self.require_one(done.rows_affected())?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends every session of a user, here and (through the epoch) on every instance.
+    pub async fn revoke_sessions(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        bump_epoch(&mut tx, user_id, now).await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_sessions_of(&self, user_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn require_one(&self, rows: u64) -> Result<(), StoreError> {
+        if rows == 0 {
+            Err(StoreError::NotFound("user"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+async fn ensure_role(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    role: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT name FROM roles WHERE name = $1")
+        .bind(role)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if exists.is_none() {
+        sqlx::query("INSERT INTO roles (name, created_at) VALUES ($1, $2)")
+            .bind(role)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn bump_epoch(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let done = sqlx::query(
+        "UPDATE users SET session_epoch = session_epoch + 1, updated_at = $1 WHERE id = $2",
+    )
+    .bind(now)
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("user"));
+    }
+    Ok(())
+}

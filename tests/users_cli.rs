@@ -1,0 +1,228 @@
+//! `postern migrate` and `postern user …` against the test database (SQLite, or PostgreSQL in that
+//! variant), checked through the binary's output and the store itself.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::TestDatabase;
+use postern::store::{EventFilter, Store, UserStatus};
+
+struct Cli {
+    _dir: tempfile::TempDir,
+    database: TestDatabase,
+    data_dir: std::path::PathBuf,
+}
+
+impl Cli {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let database = TestDatabase::new(&data_dir);
+        Self {
+            _dir: dir,
+            database,
+            data_dir,
+        }
+    }
+
+    /// Runs `postern ARGS` on the built-in config with this database; `stdin` is fed when given.
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_postern"))
+            .args(args)
+            .current_dir(self._dir.path())
+            .env_remove("POSTERN_CONFIG")
+            .env("POSTERN_DATA_DIR", &self.data_dir)
+            .env("POSTERN_DATABASE_URL", &self.database.url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        } else {
+            drop(child.stdin.take());
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (code, stdout, stderr) = self.run(args, stdin);
+        assert_eq!(code, 0, "postern {args:?} failed: {stderr}");
+        stdout
+    }
+
+    async fn store(&self) -> Store {
+        Store::open(&self.database.url, 1).await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_lifecycle_from_the_command_line() {
+    let cli = Cli::new();
+    assert!(cli.ok(&["migrate"], None).contains("up to date"));
+
+    let out = cli.ok(
+        &[
+            "user",
+            "add",
+            "alice",
+            "--email",
+            "Alice@Example.com",
+            "--role",
+            "admin",
+            "--role",
+            "ops",
+            "--password-stdin",
+        ],
+        Some("correct horse battery\n"),
+    );
+    assert!(out.starts_with("created user alice ("), "{out}");
+
+    // Usernames and emails are unique regardless of case.
+    let (code, _, err) = cli.run(
+        &["user", "add", "ALICE", "--email", "other@example.com"],
+        None,
+    );
+    assert_eq!((code, err.trim()), (1, "postern: username already exists"));
+    let (code, _, err) = cli.run(
+        &["user", "add", "bob", "--email", "alice@EXAMPLE.com"],
+        None,
+    );
+    assert_eq!((code, err.trim()), (1, "postern: email already exists"));
+    let (code, _, err) = cli.run(&["user", "add", "carol", "--email", "not-an-email"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is not an email address"));
+    let (code, _, err) = cli.run(
+        &[
+            "user",
+            "add",
+            "dave",
+            "--email",
+            "d@example.com",
+            "--password-stdin",
+        ],
+        Some("short\n"),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("at least 8 characters"), "{err}");
+
+    let list: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["user", "list", "--json"], None)).unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "failed adds leave nothing behind: {list}"
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["user", "show", "alice@example.com", "--json"], None))
+            .unwrap();
+    assert_eq!(shown["username"], "alice");
+    assert_eq!(shown["roles"], serde_json::json!(["admin", "ops"]));
+    assert_eq!(shown["has_password"], true);
+    assert!(
+        shown.get("password_hash").is_none(),
+        "the hash is never printed"
+    );
+    assert!(cli.ok(&["user", "list"], None).contains("admin,ops"));
+
+    let store = cli.store().await;
+    let alice = store.user_by_login("ALICE").await.unwrap().unwrap();
+    let hash = alice.password_hash.clone().unwrap();
+    assert!(
+        hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{hash}"
+    );
+    let epoch = alice.session_epoch;
+
+    cli.ok(&["user", "remove-role", "alice", "ops"], None);
+    cli.ok(&["user", "add-role", "alice", "auditor"], None);
+    assert!(
+        cli.ok(&["user", "add-role", "alice", "auditor"], None)
+            .contains("already has")
+    );
+    let alice = store.user_by_login("alice").await.unwrap().unwrap();
+    assert_eq!(alice.roles, ["admin", "auditor"]);
+    assert!(alice.session_epoch > epoch, "role changes end sessions");
+
+    cli.ok(&["user", "disable", "alice"], None);
+    assert_eq!(
+        store.user_by_login("alice").await.unwrap().unwrap().status,
+        UserStatus::Disabled
+    );
+    cli.ok(&["user", "enable", "alice"], None);
+    assert_eq!(
+        store.user_by_login("alice").await.unwrap().unwrap().status,
+        UserStatus::Enabled
+    );
+
+    cli.ok(
+        &["user", "set-password", "alice", "--password-stdin"],
+        Some("another long password\n"),
+    );
+    let alice = store.user_by_login("alice").await.unwrap().unwrap();
+    assert_ne!(alice.password_hash.unwrap(), hash);
+
+    store
+        .set_locked_until(&alice.id, Some(i64::MAX))
+        .await
+        .unwrap();
+    cli.ok(&["user", "unlock", "alice"], None);
+    assert_eq!(
+        store
+            .user_by_login("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .locked_until,
+        None
+    );
+    assert!(
+        cli.ok(&["user", "revoke-sessions", "alice"], None)
+            .contains("session(s) of alice ended")
+    );
+
+    let kinds: Vec<String> = store
+        .events(&EventFilter {
+            user_id: Some(alice.id.clone()),
+            limit: 100,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "user.sessions_revoked",
+            "user.unlocked",
+            "user.password_set",
+            "user.enabled",
+            "user.disabled",
+            "user.role_added",
+            "user.role_removed",
+            "user.created",
+        ]
+    );
+
+    cli.ok(&["user", "delete", "alice"], None);
+    assert!(store.user_by_login("alice").await.unwrap().is_none());
+    let (code, _, err) = cli.run(&["user", "show", "alice"], None);
+    assert_eq!((code, err.trim()), (1, "postern: no user named \"alice\""));
+    store.close().await;
+}
