@@ -28,6 +28,14 @@ pub enum GatewayError {
     UpstreamTimeout,
     #[error("the upstream application sent an invalid response")]
     UpstreamProtocol,
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("the form has expired or did not come from this site; reload the page and try again")]
+    CsrfFailed,
+    #[error("send JSON (Content-Type: application/json) or a form")]
+    UnsupportedMediaType,
+    #[error("{0} is temporarily unavailable")]
+    Unavailable(&'static str),
     #[error("internal error")]
     Internal,
 }
@@ -44,6 +52,10 @@ impl GatewayError {
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::UpstreamUnavailable | Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::CsrfFailed => StatusCode::FORBIDDEN,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,6 +74,10 @@ impl GatewayError {
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamProtocol => "upstream_protocol_error",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::CsrfFailed => "csrf_failed",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unavailable(_) => "unavailable",
             Self::Internal => "internal_error",
         }
     }
@@ -86,6 +102,10 @@ mod tests {
             GatewayError::UpstreamUnavailable,
             GatewayError::UpstreamTimeout,
             GatewayError::UpstreamProtocol,
+            GatewayError::InvalidCredentials,
+            GatewayError::CsrfFailed,
+            GatewayError::UnsupportedMediaType,
+            GatewayError::Unavailable("x"),
             GatewayError::Internal,
         ];
         for e in all {

@@ -25,7 +25,7 @@ pub mod store;
 pub mod telemetry;
 pub mod upstream;
 
-pub use server::{BuildError, Built, ServeOptions, build_server};
+pub use server::{BuildError, Built, ServeOptions, build_server, build_server_with_clock};
 
 /// The Pingora version postern is built on, for embedders and tests that drive the server.
 pub use pingora;

@@ -11,7 +11,9 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-use crate::config::{Settings, StoreSettings};
+use crate::auth::{Clock, Passwords, Sessions, SystemClock};
+use crate::config::{RouteTarget, Settings, StoreSettings};
+use crate::handlers::Builtin;
 use crate::metrics::Metrics;
 use crate::ops::OpsApp;
 use crate::proxy::Gateway;
@@ -36,6 +38,8 @@ pub enum BuildError {
     },
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("password hashing: {0}")]
+    Passwords(#[from] crate::auth::PasswordError),
     #[error("database {url}: {source}")]
     Database { url: String, source: StoreError },
 }
@@ -118,6 +122,15 @@ pub fn server_conf(settings: &Settings, options: ServeOptions) -> ServerConf {
 }
 
 pub fn build_server(settings: Settings, options: ServeOptions) -> Result<Built, BuildError> {
+    build_server_with_clock(settings, options, Arc::new(SystemClock))
+}
+
+/// [`build_server`] with a given clock (tests move time forward instead of sleeping).
+pub fn build_server_with_clock(
+    settings: Settings,
+    options: ServeOptions,
+    clock: Arc<dyn Clock>,
+) -> Result<Built, BuildError> {
     let settings = Arc::new(settings);
     ensure_dir(&settings.server.data_dir)?;
     for parent in [&settings.server.pid_file, &settings.server.upgrade_sock]
@@ -153,7 +166,32 @@ pub fn build_server(settings: Settings, options: ServeOptions) -> Result<Built, 
     let mut server = Server::new_with_opt_and_conf(opt, server_conf(&settings, options));
     server.bootstrap();
 
-    let gateway = Gateway::new(settings.clone(), pools.clone(), metrics.clone());
+    let sessions = Arc::new(Sessions::new(
+        settings.sessions.clone(),
+        store.clone(),
+        clock,
+    ));
+    let passwords = Passwords::new(settings.passwords.hash, settings.server.threads)?;
+    let builtin = settings
+        .routes
+        .iter()
+        .find(|r| matches!(r.target, RouteTarget::Builtin))
+        .map(|r| {
+            Builtin::new(
+                r.path.clone(),
+                sessions.clone(),
+                passwords.clone(),
+                store.clone(),
+                settings.server.client_timeout,
+            )
+        });
+    let gateway = Gateway::new(
+        settings.clone(),
+        pools.clone(),
+        metrics.clone(),
+        sessions,
+        builtin,
+    );
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(settings.server.keepalive_requests);
     let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)

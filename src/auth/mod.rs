@@ -1,5 +1,9 @@
-//! Authentication: passwords now; sessions, tokens and lockout build on it.
+//! Authentication: passwords, sessions and the clock they run on.
 
+mod clock;
 mod password;
+mod sessions;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use password::{HashParams, PasswordError, Passwords, Verified};
+pub use sessions::{NewSession, SessionError, Sessions, principal_of};

@@ -23,6 +23,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub passwords: PasswordsSection,
     #[serde(default)]
+    pub sessions: SessionsSection,
+    #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamSection>,
     #[serde(default)]
     pub stores: BTreeMap<String, StoreSection>,
@@ -77,6 +79,19 @@ pub struct PasswordsSection {
     pub iterations: Option<u32>,
     pub parallelism: Option<u32>,
     pub min_length: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsSection {
+    pub cookie_name: Option<String>,
+    pub secure_cookies: Option<bool>,
+    pub idle_timeout: Option<String>,
+    pub absolute_timeout: Option<String>,
+    pub cache_ttl: Option<String>,
+    pub touch_interval: Option<String>,
+    #[serde(default)]
+    pub return_to_hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

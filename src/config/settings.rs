@@ -16,6 +16,7 @@ pub struct Settings {
     pub identity_headers: IdentityHeaders,
     pub database: DatabaseSettings,
     pub passwords: PasswordSettings,
+    pub sessions: SessionSettings,
     pub upstreams: Vec<UpstreamSettings>,
     pub stores: Vec<StoreSettings>,
     pub routes: Vec<RouteSettings>,
@@ -62,6 +63,18 @@ pub struct DatabaseSettings {
 pub struct PasswordSettings {
     pub hash: crate::auth::HashParams,
     pub min_length: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub cookie_name: String,
+    pub secure_cookies: bool,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub cache_ttl: Duration,
+    pub touch_interval: Duration,
+    /// Hosts (lower case) that `return_to` may point at besides same-site paths.
+    pub return_to_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -100,6 +100,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
 
     let database = database_settings(&mut c, &file, &server.data_dir);
     let passwords = password_settings(&mut c, &file);
+    let sessions = session_settings(&mut c, &file);
     let upstreams: Vec<UpstreamSettings> = file
         .upstreams
         .iter()
@@ -138,6 +139,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
             identity_headers,
             database,
             passwords,
+            sessions,
             upstreams,
             stores,
             routes,
@@ -303,6 +305,89 @@ fn absolute_sqlite_url(url: &str) -> String {
     match query {
         Some(query) => format!("sqlite://{}?{query}", path.display()),
         None => format!("sqlite://{}", path.display()),
+    }
+}
+
+fn session_settings(c: &mut Checker, file: &FileConfig) -> SessionSettings {
+    let s = &file.sessions;
+    let secure_cookies = s.secure_cookies.unwrap_or(true);
+    let cookie_name = s.cookie_name.clone().unwrap_or_else(|| {
+        if secure_cookies {
+            "__Host-postern".to_string()
+        } else {
+            "postern_session".to_string()
+        }
+    });
+    let valid_name = !cookie_name.is_empty()
+        && cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid_name {
+        c.report(
+            "sessions.cookie_name",
+            format!("{cookie_name:?} is not a valid cookie name"),
+        );
+    }
+    if cookie_name.starts_with("__Host-") && !secure_cookies {
+        c.report(
+            "sessions.cookie_name",
+            "a __Host- cookie must be Secure: rename it or set secure_cookies = true",
+        );
+    }
+    let idle_timeout = c.duration(
+        "sessions.idle_timeout",
+        s.idle_timeout.as_ref(),
+        secs(2 * 3600),
+    );
+    let absolute_timeout = c.duration(
+        "sessions.absolute_timeout",
+        s.absolute_timeout.as_ref(),
+        secs(12 * 3600),
+    );
+    if idle_timeout.is_zero() {
+        c.report("sessions.idle_timeout", "must be longer than 0");
+    }
+    if absolute_timeout < idle_timeout {
+        c.report(
+            "sessions.absolute_timeout",
+            "must not be shorter than sessions.idle_timeout",
+        );
+    }
+    let cache_ttl = c.duration("sessions.cache_ttl", s.cache_ttl.as_ref(), secs(5));
+    if cache_ttl > secs(60) {
+        c.report(
+            "sessions.cache_ttl",
+            "must be at most 60s: it bounds how long a revoked session keeps working on other instances",
+        );
+    }
+    let touch_interval = c.duration(
+        "sessions.touch_interval",
+        s.touch_interval.as_ref(),
+        secs(60),
+    );
+    let return_to_hosts = s
+        .return_to_hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| match parse_host_pattern(h) {
+            Ok(HostPattern::Exact(host)) => Some(host),
+            _ => {
+                c.report(
+                    format!("sessions.return_to_hosts[{i}]"),
+                    format!("{h:?} must be a host name without wildcard or port"),
+                );
+                None
+            }
+        })
+        .collect();
+    SessionSettings {
+        cookie_name,
+        secure_cookies,
+        idle_timeout,
+        absolute_timeout,
+        cache_ttl,
+        touch_interval,
+        return_to_hosts,
     }
 }
 

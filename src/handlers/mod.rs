@@ -1,16 +1,31 @@
-//! Built-in endpoints under the `builtin` route (by default `/_postern/`).
-//!
-//! The account, admin and file endpoints of the contract are answered with 501
-//! `not_implemented` until the parts behind them exist, so that clients get a clear answer
-//! instead of a request passed to the app.
+//! Built-in endpoints under the `builtin` route (by default `/_postern/`): login, logout, me.
+//! Endpoints the contract names that later parts provide answer 501 `not_implemented`, so that
+//! clients get a clear answer instead of a request passed to the app.
 
+mod login_page;
+mod return_to;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{Method, StatusCode, header};
+use pingora::proxy::Session;
+use rand::RngCore;
+use serde_json::json;
+
+use crate::auth::{Passwords, Sessions};
 use crate::error::GatewayError;
+use crate::policy::Principal;
+use crate::proxy::{body, headers, respond};
+use crate::services::StoreHandle;
+use crate::store::{NewEvent, Store, User, UserStatus};
 
-/// Endpoints the contract names, each with the first path segment that introduces it.
+pub use return_to::safe_return_to;
+
+/// Endpoints the contract names that are not served yet.
 const PLANNED: &[(&str, &str)] = &[
-    ("login", "login"),
-    ("logout", "logout"),
-    ("me", "the current-user endpoint"),
     ("token", "token issuing"),
     ("verify", "account verification"),
     ("forgot", "password reset"),
@@ -22,24 +37,373 @@ const PLANNED: &[(&str, &str)] = &[
     ("assets", "asset links"),
 ];
 
-/// What a built-in path resolves to. `rest` is the path below the route prefix, starting with `/`.
-pub fn dispatch(rest: &str) -> GatewayError {
-    let first = rest.trim_start_matches('/').split('/').next().unwrap_or("");
-    match PLANNED.iter().find(|(segment, _)| *segment == first) {
-        Some((_, what)) => GatewayError::NotImplemented(what),
-        None => GatewayError::UnknownEndpoint,
-    }
+const CSRF_COOKIE: &str = "postern_csrf";
+const MAX_LOGIN_BODY: usize = 16 * 1024;
+
+/// Who is asking, as the proxy established it.
+pub struct Caller {
+    pub principal: Option<Principal>,
+    pub session_token: Option<String>,
+    pub ip: Option<String>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub struct Builtin {
+    prefix: String,
+    sessions: Arc<Sessions>,
+    passwords: Passwords,
+    store: StoreHandle,
+    body_timeout: Duration,
+}
 
-    #[test]
-    fn planned_endpoints_are_501_others_404() {
-        assert_eq!(dispatch("/login").code(), "not_implemented");
-        assert_eq!(dispatch("/admin/users/1").code(), "not_implemented");
-        assert_eq!(dispatch("/nothing").code(), "not_found");
-        assert_eq!(dispatch("/").code(), "not_found");
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn user_json(user: &User) -> serde_json::Value {
+    json!({
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "given_name": user.given_name,
+        "surname": user.surname,
+        "status": user.status.as_str(),
+        "roles": user.roles,
+    })
+}
+
+/// A login attempt, from JSON or a form.
+struct Credentials {
+    login: String,
+    password: String,
+    csrf: Option<String>,
+    return_to: Option<String>,
+    from_form: bool,
+}
+
+impl Builtin {
+    pub fn new(
+        prefix: String,
+        sessions: Arc<Sessions>,
+        passwords: Passwords,
+        store: StoreHandle,
+        body_timeout: Duration,
+    ) -> Self {
+        Self {
+            prefix,
+            sessions,
+            passwords,
+            store,
+            body_timeout,
+        }
+    }
+
+    /// The login page's path, e.g. `/_postern/login`.
+    pub fn login_path(&self) -> String {
+        format!("{}/login", self.prefix.trim_end_matches('/'))
+    }
+
+    fn store(&self) -> Result<Arc<Store>, GatewayError> {
+        self.store
+            .load_full()
+            .ok_or(GatewayError::Unavailable("the user database"))
+    }
+
+    /// Serves `rest` (the path below the prefix). Errors are answered by the caller.
+    pub async fn handle(
+        &self,
+        session: &mut Session,
+        rest: &str,
+        caller: Caller,
+    ) -> Result<(), GatewayError> {
+        let endpoint = rest.trim_start_matches('/');
+        let method = session.req_header().method.clone();
+        match (endpoint, method) {
+            ("login", Method::GET | Method::HEAD) => {
+                self.login_page(session, None, "", StatusCode::OK).await
+            }
+            ("login", Method::POST) => self.login(session, caller).await,
+            ("logout", Method::POST) => self.logout(session, caller).await,
+            ("me", Method::GET | Method::HEAD) => self.me(session, caller).await,
+            ("login" | "logout" | "me", _) => Err(GatewayError::MethodNotAllowed),
+            _ => {
+                let first = endpoint.split('/').next().unwrap_or("");
+                match PLANNED.iter().find(|(segment, _)| *segment == first) {
+                    Some((_, what)) => Err(GatewayError::NotImplemented(what)),
+                    None => Err(GatewayError::UnknownEndpoint),
+                }
+            }
+        }
+    }
+
+    fn csrf_cookie(&self, value: &str) -> String {
+        format!(
+            "{CSRF_COOKIE}={value}; Path={}; HttpOnly; SameSite=Strict{}",
+            self.prefix,
+            if self.sessions.settings().secure_cookies {
+                "; Secure"
+            } else {
+                ""
+            }
+        )
+    }
+
+    async fn login_page(
+        &self,
+        session: &mut Session,
+        error: Option<&str>,
+        username: &str,
+        status: StatusCode,
+    ) -> Result<(), GatewayError> {
+        let req = session.req_header();
+        let existing = headers::cookie_value(req, CSRF_COOKIE)
+            .filter(|v| v.len() == 43)
+            .map(str::to_owned);
+        let return_to = req
+            .uri
+            .query()
+            .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "return_to"))
+            .and_then(|(_, v)| safe_return_to(&v, &self.sessions.settings().return_to_hosts))
+            .unwrap_or_else(|| "/".to_string());
+        let (csrf, set_cookie) = match existing {
+            Some(token) => (token, None),
+            None => {
+                let token = random_token();
+                let cookie = self.csrf_cookie(&token);
+                (token, Some(cookie))
+            }
+        };
+        let page = login_page::render(&self.login_path(), &csrf, &return_to, username, error);
+        let mut extra = vec![
+            (header::CACHE_CONTROL, "no-store".to_string()),
+            (header::HeaderName::from_static("x-frame-options"), "DENY".to_string()),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'".to_string(),
+            ),
+        ];
+        if let Some(cookie) = set_cookie {
+            extra.push((header::SET_COOKIE, cookie));
+        }
+        respond::send(
+            session,
+            status,
+            "text/html; charset=utf-8",
+            page.into(),
+            &extra,
+        )
+        .await
+        .map_err(|_| GatewayError::Internal)
+    }
+
+    async fn read_credentials(&self, session: &mut Session) -> Result<Credentials, GatewayError> {
+        let content_type = session
+            .req_header()
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let body = body::read_small_body(session, MAX_LOGIN_BODY, self.body_timeout).await?;
+        if content_type.starts_with("application/json") {
+            let value: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|_| GatewayError::BadRequest("the body is not valid JSON"))?;
+            let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+            let login =
+                text("username")
+                    .or_else(|| text("email"))
+                    .ok_or(GatewayError::BadRequest(
+                        "send \"username\" or \"email\" and \"password\"",
+                    ))?;
+            let password = text("password").ok_or(GatewayError::BadRequest("send \"password\""))?;
+            Ok(Credentials {
+                login,
+                password,
+                csrf: None,
+                return_to: None,
+                from_form: false,
+            })
+        } else if content_type.starts_with("application/x-www-form-urlencoded") {
+            let mut creds = Credentials {
+                login: String::new(),
+                password: String::new(),
+                csrf: None,
+                return_to: None,
+                from_form: true,
+            };
+            for (key, value) in form_urlencoded::parse(&body) {
+                match key.as_ref() {
+                    "username" | "email" => creds.login = value.into_owned(),
+                    "password" => creds.password = value.into_owned(),
+                    "csrf" => creds.csrf = Some(value.into_owned()),
+                    "return_to" => creds.return_to = Some(value.into_owned()),
+                    _ => {}
+                }
+            }
+            Ok(creds)
+        } else {
+            Err(GatewayError::UnsupportedMediaType)
+        }
+    }
+
+    async fn login(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
+        let creds = self.read_credentials(session).await?;
+        if creds.from_form {
+            let cookie = headers::cookie_value(session.req_header(), CSRF_COOKIE).unwrap_or("");
+            let sent = creds.csrf.as_deref().unwrap_or("");
+            if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), sent.as_bytes()) {
+                return Err(GatewayError::CsrfFailed);
+            }
+        }
+        let store = self.store()?;
+        let user_agent = session
+            .req_header()
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let user = if creds.login.is_empty() || creds.password.is_empty() {
+            None
+        } else {
+            store
+                .user_by_login(&creds.login)
+                .await
+                .map_err(|_| GatewayError::Unavailable("the user database"))?
+        };
+        let now = self.sessions.now();
+        let usable = user
+            .as_ref()
+            .filter(|u| u.status == UserStatus::Enabled && u.locked_until.is_none_or(|t| t <= now));
+        let stored_hash = usable.and_then(|u| u.password_hash.clone());
+        let verified = self
+            .passwords
+            .verify(creds.password.clone(), stored_hash.clone())
+            .await
+            .map_err(|_| GatewayError::Internal)?;
+        let event = |kind: &str, user: Option<&User>, detail: serde_json::Value| NewEvent {
+            kind: kind.to_string(),
+            user_id: user.map(|u| u.id.clone()),
+            actor: None,
+            ip: caller.ip.clone(),
+            user_agent: user_agent.clone(),
+            detail,
+        };
+        let Some(user) = usable.filter(|_| verified.ok) else {
+            let reason = match (&user, usable) {
+                (None, _) => "unknown_user",
+                (Some(_), None) => "not_allowed",
+                (Some(_), Some(_)) => "wrong_password",
+            };
+            let _ = store
+                .record_event(
+                    &event(
+                        "login.failure",
+                        user.as_ref(),
+                        json!({"login": creds.login, "reason": reason}),
+                    ),
+                    now,
+                )
+                .await;
+            if creds.from_form && respond::accepts_html(session) {
+                return self
+                    .login_page(
+                        session,
+                        Some("Wrong username or password."),
+                        &creds.login,
+                        StatusCode::UNAUTHORIZED,
+                    )
+                    .await;
+            }
+            return Err(GatewayError::InvalidCredentials);
+        };
+        if let (Some(new_hash), Some(old_hash)) = (verified.rehash, stored_hash)
+            && let Err(e) = store
+                .upgrade_password_hash(&user.id, &old_hash, &new_hash)
+                .await
+        {
+            tracing::warn!(error = %e, "could not upgrade a password hash");
+        }
+        if let Some(old) = caller.session_token.as_deref() {
+            let _ = self.sessions.destroy(old).await;
+        }
+        let created = self
+            .sessions
+            .create(user, caller.ip.clone(), user_agent.clone())
+            .await
+            .map_err(|_| GatewayError::Unavailable("the user database"))?;
+        let _ = store
+            .record_event(&event("login.success", Some(user), json!({})), now)
+            .await;
+        let cookie = (header::SET_COOKIE, self.sessions.cookie(&created.token));
+        if creds.from_form {
+            let target = creds
+                .return_to
+                .as_deref()
+                .and_then(|r| safe_return_to(r, &self.sessions.settings().return_to_hosts))
+                .unwrap_or_else(|| "/".to_string());
+            return respond::send(
+                session,
+                StatusCode::SEE_OTHER,
+                "text/plain; charset=utf-8",
+                bytes::Bytes::new(),
+                &[
+                    cookie,
+                    (header::LOCATION, target),
+                    (header::CACHE_CONTROL, "no-store".into()),
+                ],
+            )
+            .await
+            .map_err(|_| GatewayError::Internal);
+        }
+        respond::json(session, StatusCode::OK, &user_json(user), &[cookie])
+            .await
+            .map_err(|_| GatewayError::Internal)
+    }
+
+    async fn logout(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
+        if let Some(token) = caller.session_token.as_deref() {
+            let ended = self
+                .sessions
+                .destroy(token)
+                .await
+                .map_err(|_| GatewayError::Unavailable("the user database"))?;
+            if ended && let (Some(p), Ok(store)) = (&caller.principal, self.store()) {
+                let event = NewEvent {
+                    kind: "logout".into(),
+                    user_id: Some(p.user_id.clone()),
+                    ip: caller.ip.clone(),
+                    ..NewEvent::default()
+                };
+                let _ = store.record_event(&event, self.sessions.now()).await;
+            }
+        }
+        let clear = (header::SET_COOKIE, self.sessions.clearing_cookie());
+        respond::send(
+            session,
+            StatusCode::NO_CONTENT,
+            "text/plain",
+            bytes::Bytes::new(),
+            &[clear, (header::CACHE_CONTROL, "no-store".into())],
+        )
+        .await
+        .map_err(|_| GatewayError::Internal)
+    }
+
+    async fn me(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
+        let principal = caller.principal.ok_or(GatewayError::Unauthenticated)?;
+        let user = self
+            .store()?
+            .user_by_id(&principal.user_id)
+            .await
+            .map_err(|_| GatewayError::Unavailable("the user database"))?
+            .ok_or(GatewayError::Unauthenticated)?;
+        respond::json(session, StatusCode::OK, &user_json(&user), &[])
+            .await
+            .map_err(|_| GatewayError::Internal)
     }
 }

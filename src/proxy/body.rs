@@ -1,6 +1,39 @@
 //! Request body size accounting: Pingora reads bodies without a limit of its own.
 
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pingora::proxy::Session;
+
 use crate::error::GatewayError;
+
+/// Reads a whole (small) request body for a built-in endpoint: at most `limit` bytes, within
+/// `timeout` overall.
+pub async fn read_small_body(
+    session: &mut Session,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, GatewayError> {
+    let read = async {
+        let mut body = BytesMut::new();
+        while let Some(chunk) = session
+            .read_request_body()
+            .await
+            .map_err(|_| GatewayError::BadRequest("the request body could not be read"))?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(GatewayError::PayloadTooLarge {
+                    limit: limit as u64,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| GatewayError::BadRequest("the request body did not arrive in time"))?
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit {

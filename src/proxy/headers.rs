@@ -120,6 +120,54 @@ pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     }
 }
 
+/// Passes the verified identity to the upstream app.
+pub fn set_identity(
+    req: &mut RequestHeader,
+    names: &crate::config::IdentityHeaders,
+    principal: &crate::policy::Principal,
+) -> pingora::Result<()> {
+    req.insert_header(names.user_id.clone(), principal.user_id.as_str())?;
+    req.insert_header(names.user.clone(), principal.username.as_str())?;
+    req.insert_header(names.email.clone(), principal.email.as_str())?;
+    req.insert_header(names.roles.clone(), principal.roles.join(","))?;
+    Ok(())
+}
+
+/// The value of cookie `name` in the request's `Cookie` header(s).
+pub fn cookie_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// Removes cookie `name` from the request, keeping the others (the app never sees postern's
+/// session). Allocates only when the cookie is present.
+pub fn strip_cookie(req: &mut RequestHeader, name: &str) -> pingora::Result<()> {
+    if cookie_value(req, name).is_none() {
+        return Ok(());
+    }
+    let kept: Vec<String> = req
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
+        .map(str::to_owned)
+        .collect();
+    req.remove_header(&header::COOKIE);
+    if !kept.is_empty() {
+        req.insert_header(header::COOKIE, kept.join("; "))?;
+    }
+    Ok(())
+}
+
 pub fn is_trusted(peer: Option<IpAddr>, trusted: &[IpNet]) -> bool {
     peer.is_some_and(|ip| trusted.iter().any(|net| net.contains(&ip)))
 }
@@ -241,6 +289,21 @@ mod tests {
         assert_eq!(req.headers["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
         assert_eq!(req.headers["x-forwarded-proto"], "https");
         assert_eq!(req.headers["x-forwarded-host"], "evil.example");
+    }
+
+    #[test]
+    fn session_cookie_is_found_and_stripped() {
+        let mut req = request(&[
+            ("Cookie", "a=1; __Host-postern=tok; b=2"),
+            ("Cookie", "c=3"),
+        ]);
+        assert_eq!(cookie_value(&req, "__Host-postern"), Some("tok"));
+        assert_eq!(cookie_value(&req, "c"), Some("3"));
+        strip_cookie(&mut req, "__Host-postern").unwrap();
+        assert_eq!(req.headers["cookie"], "a=1; b=2; c=3");
+        let mut only = request(&[("Cookie", "__Host-postern=tok")]);
+        strip_cookie(&mut only, "__Host-postern").unwrap();
+        assert!(only.headers.get("cookie").is_none());
     }
 
     #[test]

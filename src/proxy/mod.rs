@@ -1,8 +1,8 @@
 //! The one `ProxyHttp` implementation. Each phase stays thin and calls into the modules that own
 //! the decision: routing, policy, headers, upstream pools, handlers, metrics.
 
-mod body;
-mod headers;
+pub mod body;
+pub mod headers;
 pub mod respond;
 
 use std::net::IpAddr;
@@ -18,11 +18,12 @@ use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::auth::{SessionError, Sessions};
 use crate::config::{RouteTarget, Settings};
 use crate::error::GatewayError;
-use crate::handlers;
+use crate::handlers::{Builtin, Caller};
 use crate::metrics::{Metrics, NO_ROUTE};
-use crate::policy::{self, Decision};
+use crate::policy::{self, Decision, Principal};
 use crate::routing::{Match, Route, RouteTable, normalize_path};
 use crate::upstream::UpstreamPool;
 
@@ -33,6 +34,8 @@ pub struct Gateway {
     routes: RouteTable,
     pools: Vec<Arc<UpstreamPool>>,
     metrics: Arc<Metrics>,
+    sessions: Arc<Sessions>,
+    builtin: Option<Builtin>,
 }
 
 /// Per-request state carried across phases.
@@ -41,6 +44,9 @@ pub struct RequestCtx {
     route: Option<usize>,
     /// Path and query to send upstream when they differ from what the client sent.
     upstream_uri: Option<String>,
+    /// For built-in routes: the path below the route's prefix.
+    builtin_rest: Option<String>,
+    principal: Option<Principal>,
     body: BodyLimit,
     tried_backends: u64,
     attempts: usize,
@@ -54,6 +60,8 @@ impl Gateway {
         settings: Arc<Settings>,
         pools: Vec<Arc<UpstreamPool>>,
         metrics: Arc<Metrics>,
+        sessions: Arc<Sessions>,
+        builtin: Option<Builtin>,
     ) -> Self {
         let routes = RouteTable::new(&settings.routes);
         Self {
@@ -61,6 +69,8 @@ impl Gateway {
             routes,
             pools,
             metrics,
+            sessions,
+            builtin,
         }
     }
 
@@ -91,8 +101,12 @@ impl Gateway {
         Ok(true)
     }
 
-    /// Everything `request_filter` decides before proxying; an error is answered locally.
-    fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), GatewayError> {
+    /// Finds the route and prepares what later phases need; nothing here depends on who asks.
+    fn route_request(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<(), GatewayError> {
         let identity = self.settings.identity_headers.all();
         headers::strip_identity_headers(session.req_header_mut(), &identity);
 
@@ -131,33 +145,107 @@ impl Gateway {
             .and_then(|v| v.trim().parse::<u64>().ok());
         ctx.body.check_declared(declared)?;
 
-        if let RouteTarget::Builtin = route.target {
-            return Err(handlers::dispatch(route.strip_prefix(&path)));
-        }
-        match policy::decide(&route.access, None) {
-            Decision::Allow => {}
-            Decision::Unauthenticated => return Err(GatewayError::Unauthenticated),
-            Decision::Forbidden => return Err(GatewayError::Forbidden),
-        }
-        if let RouteTarget::Assets { .. } = route.target {
-            return Err(GatewayError::NotImplemented("object stores"));
-        }
-
-        if let RouteTarget::Upstream { strip_prefix, .. } = route.target {
-            let upstream_path = if strip_prefix {
-                route.strip_prefix(&path)
-            } else {
-                &path
-            };
-            if upstream_path != raw_path {
-                let uri = match req.uri.query() {
-                    Some(q) => format!("{upstream_path}?{q}"),
-                    None => upstream_path.to_string(),
-                };
-                ctx.upstream_uri = Some(uri);
+        match route.target {
+            RouteTarget::Builtin => {
+                ctx.builtin_rest = Some(route.strip_prefix(&path).to_string());
             }
+            RouteTarget::Upstream { strip_prefix, .. } => {
+                let upstream_path = if strip_prefix {
+                    route.strip_prefix(&path)
+                } else {
+                    &path
+                };
+                if upstream_path != raw_path {
+                    let uri = match req.uri.query() {
+                        Some(q) => format!("{upstream_path}?{q}"),
+                        None => upstream_path.to_string(),
+                    };
+                    ctx.upstream_uri = Some(uri);
+                }
+            }
+            RouteTarget::Assets { .. } => {}
         }
         Ok(())
+    }
+
+    /// The principal behind the session cookie, if any.
+    async fn authenticate(&self, token: Option<&str>) -> Result<Option<Principal>, GatewayError> {
+        let Some(token) = token else { return Ok(None) };
+        match self.sessions.authenticate(token).await {
+            Ok(principal) => Ok(principal),
+            Err(SessionError::Unavailable) => Err(GatewayError::Unavailable("the user database")),
+            Err(SessionError::Store(e)) => {
+                tracing::error!(error = %e, "session lookup failed");
+                Err(GatewayError::Unavailable("the user database"))
+            }
+        }
+    }
+
+    /// A missing login: browsers go to the login page, API clients get 401.
+    async fn login_required(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let login = self.builtin.as_ref().map(Builtin::login_path);
+        match login {
+            Some(login) if respond::wants_html(session) => {
+                let original = session
+                    .req_header()
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |pq| pq.as_str());
+                let target: String = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("return_to", original)
+                    .finish();
+                respond::send(
+                    session,
+                    http::StatusCode::FOUND,
+                    "text/plain; charset=utf-8",
+                    Bytes::new(),
+                    &[
+                        (header::LOCATION, format!("{login}?{target}")),
+                        (header::CACHE_CONTROL, "no-store".to_string()),
+                    ],
+                )
+                .await?;
+                ctx.failure = Some(GatewayError::Unauthenticated);
+                Ok(true)
+            }
+            _ => {
+                self.reject(session, ctx, GatewayError::Unauthenticated)
+                    .await
+            }
+        }
+    }
+
+    /// Answers an error found while admitting the request.
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        err: GatewayError,
+    ) -> pingora::Result<bool> {
+        if let GatewayError::MethodNotAllowed = err
+            && let Some(methods) = self.route(ctx).and_then(|r| r.methods.as_ref())
+        {
+            let allow = methods
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            respond::send(
+                session,
+                err.status(),
+                "application/json",
+                Bytes::from(respond::json_body(&err)),
+                &[(header::ALLOW, allow)],
+            )
+            .await?;
+            ctx.failure = Some(err);
+            return Ok(true);
+        }
+        self.reject(session, ctx, err).await
     }
 
     fn peer_ip(session: &Session) -> Option<IpAddr> {
@@ -238,6 +326,8 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             route: None,
             upstream_uri: None,
+            builtin_rest: None,
+            principal: None,
             body: BodyLimit::new(self.settings.server.max_body_size),
             tried_backends: 0,
             attempts: 0,
@@ -263,32 +353,51 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        match self.admit(session, ctx) {
-            Ok(()) => Ok(false),
-            Err(err) => {
-                if let GatewayError::MethodNotAllowed = err
-                    && let Some(methods) = self.route(ctx).and_then(|r| r.methods.as_ref())
-                {
-                    let allow = methods
-                        .iter()
-                        .map(|m| m.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let body = respond::json_body(&err);
-                    respond::send(
-                        session,
-                        err.status(),
-                        "application/json",
-                        Bytes::from(body),
-                        &[(header::ALLOW, allow)],
-                    )
-                    .await?;
-                    ctx.failure = Some(err);
-                    return Ok(true);
-                }
-                self.reject(session, ctx, err).await
-            }
+        if let Err(err) = self.route_request(session, ctx) {
+            return self.answer(session, ctx, err).await;
         }
+        let token =
+            headers::cookie_value(session.req_header(), &self.sessions.settings().cookie_name)
+                .map(str::to_owned);
+        let principal = match self.authenticate(token.as_deref()).await {
+            Ok(principal) => principal,
+            Err(err) => return self.answer(session, ctx, err).await,
+        };
+        let Some(route) = self.route(ctx) else {
+            return self.answer(session, ctx, GatewayError::Internal).await;
+        };
+        match route.target {
+            RouteTarget::Builtin => {
+                let rest = ctx.builtin_rest.take().unwrap_or_default();
+                let Some(builtin) = &self.builtin else {
+                    return self
+                        .answer(session, ctx, GatewayError::UnknownEndpoint)
+                        .await;
+                };
+                let caller = Caller {
+                    principal,
+                    session_token: token,
+                    ip: Self::peer_ip(session).map(|ip| ip.to_string()),
+                };
+                return match builtin.handle(session, &rest, caller).await {
+                    Ok(()) => Ok(true),
+                    Err(err) => self.answer(session, ctx, err).await,
+                };
+            }
+            RouteTarget::Assets { .. } | RouteTarget::Upstream { .. } => {}
+        }
+        match policy::decide(&route.access, principal.as_ref()) {
+            Decision::Allow => {}
+            Decision::Unauthenticated => return self.login_required(session, ctx).await,
+            Decision::Forbidden => return self.answer(session, ctx, GatewayError::Forbidden).await,
+        }
+        if let RouteTarget::Assets { .. } = route.target {
+            return self
+                .answer(session, ctx, GatewayError::NotImplemented("object stores"))
+                .await;
+        }
+        ctx.principal = principal;
+        Ok(false)
     }
 
     async fn request_body_filter(
@@ -407,6 +516,10 @@ impl ProxyHttp for Gateway {
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned);
         headers::set_forwarded(upstream_request, peer, trusted, "http", host.as_deref())?;
+        headers::strip_cookie(upstream_request, &self.sessions.settings().cookie_name)?;
+        if let Some(principal) = &ctx.principal {
+            headers::set_identity(upstream_request, &self.settings.identity_headers, principal)?;
+        }
 
         if let (Some(pool), Some(backend)) = (self.pool(ctx), ctx.current_backend)
             && !pool.settings.preserve_host

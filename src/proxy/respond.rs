@@ -20,7 +20,7 @@ pub async fn send(
     resp.insert_header(header::CONTENT_TYPE, content_type)?;
     resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
     for (name, value) in extra_headers {
-        resp.insert_header(name.clone(), value.as_str())?;
+        resp.append_header(name.clone(), value.as_str())?;
     }
     let head_only = session.req_header().method == Method::HEAD || body.is_empty();
     session
@@ -32,15 +32,50 @@ pub async fn send(
     Ok(())
 }
 
-/// True for a browser navigation: GET/HEAD asking for HTML.
+/// True when the client says it takes HTML (browsers do, API clients rarely).
+pub fn accepts_html(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+/// Script and API clients: a bearer or other `Authorization`, or an XHR marker.
+pub fn is_api_client(session: &Session) -> bool {
+    let headers = &session.req_header().headers;
+    headers.contains_key(header::AUTHORIZATION)
+        || headers
+            .get("x-requested-with")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"))
+}
+
+/// True for a browser navigation: GET/HEAD asking for HTML, not from a script.
 pub fn wants_html(session: &Session) -> bool {
-    let req = session.req_header();
-    (req.method == Method::GET || req.method == Method::HEAD)
-        && req
-            .headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.contains("text/html"))
+    let method = &session.req_header().method;
+    (*method == Method::GET || *method == Method::HEAD)
+        && accepts_html(session)
+        && !is_api_client(session)
+}
+
+/// Writes a JSON document with the given status.
+pub async fn json(
+    session: &mut Session,
+    status: StatusCode,
+    value: &serde_json::Value,
+    extra_headers: &[(header::HeaderName, String)],
+) -> pingora::Result<()> {
+    let mut headers = vec![(header::CACHE_CONTROL, "no-store".to_string())];
+    headers.extend_from_slice(extra_headers);
+    send(
+        session,
+        status,
+        "application/json",
+        Bytes::from(value.to_string()),
+        &headers,
+    )
+    .await
 }
 
 /// Writes `err` as JSON (`{"error":{"code","message"}}`) or as an HTML page for browsers.

@@ -2,6 +2,7 @@
 //! pool. Queries use `$N` placeholders, which both backends accept; times are Unix seconds.
 
 mod events;
+mod sessions;
 mod users;
 
 use std::str::FromStr;
@@ -11,6 +12,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use events::{Event, EventFilter, NewEvent};
+pub use sessions::SessionRecord;
 pub use users::{NewUser, User, UserStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

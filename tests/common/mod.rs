@@ -17,8 +17,9 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
+use postern::auth::{Clock, SystemClock};
 use postern::pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
-use postern::{ServeOptions, build_server};
+use postern::{ServeOptions, build_server_with_clock};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
@@ -145,6 +146,11 @@ impl Postern {
     /// instance's ports and data directory, and `vars` supplies further `${NAME}`s. Unless the
     /// config has a `[database]`, it gets the test database (PostgreSQL in that variant).
     pub fn start(config: &str, vars: &[(&str, String)]) -> Self {
+        Self::start_with_clock(config, vars, Arc::new(SystemClock))
+    }
+
+    /// [`Postern::start`] with the given clock for sessions and lockouts.
+    pub fn start_with_clock(config: &str, vars: &[(&str, String)], clock: Arc<dyn Clock>) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let database = TestDatabase::new(data_dir.path());
         let config = if config.contains("[database]") {
@@ -164,7 +170,8 @@ impl Postern {
         env.insert("TEST_DATABASE_URL".into(), database.url.clone());
         let settings = postern::config::parse(&config, &|name| env.get(name).cloned())
             .unwrap_or_else(|problems| panic!("test config invalid: {problems:?}"));
-        let built = build_server(settings, ServeOptions::default()).expect("build server");
+        let built = build_server_with_clock(settings, ServeOptions::default(), clock)
+            .expect("build server");
         let store = built.store.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let thread = std::thread::spawn(move || {
@@ -195,6 +202,43 @@ impl Postern {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The store this instance uses (a separate pool, as another instance or the CLI would have).
+    pub async fn store(&self) -> postern::store::Store {
+        postern::store::Store::open(&self.database.url, 2)
+            .await
+            .expect("open test store")
+    }
+
+    /// Creates an enabled user with a password and roles.
+    pub async fn add_user(
+        &self,
+        name: &str,
+        password: &str,
+        roles: &[&str],
+    ) -> postern::store::User {
+        let hash = postern::auth::Passwords::new(postern::auth::HashParams::default(), 1)
+            .unwrap()
+            .hash(password.to_string())
+            .await
+            .unwrap();
+        let store = self.store().await;
+        let user = store
+            .create_user(
+                &postern::store::NewUser {
+                    username: name.to_string(),
+                    email: format!("{name}@example.com"),
+                    password_hash: Some(hash),
+                    roles: roles.iter().map(|r| r.to_string()).collect(),
+                    ..Default::default()
+                },
+                SystemClock.now(),
+            )
+            .await
+            .expect("create user");
+        store.close().await;
+        user
     }
 
     pub fn ops_url(&self, path: &str) -> String {

@@ -1,0 +1,253 @@
+//! Server-side sessions: a 256-bit random id in a cookie, stored as its SHA-256, with idle and
+//! absolute expiry and a per-user epoch; a short-lived cache in front so that a proxied request
+//! normally costs no database round trip.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::clock::Clock;
+use crate::config::SessionSettings;
+use crate::policy::Principal;
+use crate::services::StoreHandle;
+use crate::store::{SessionRecord, Store, StoreError, User, UserStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the database is not connected yet")]
+    Unavailable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Cached {
+    record: SessionRecord,
+    principal: Principal,
+    /// When the row's `last_seen_at` was last written (throttled by `touch_interval`).
+    last_written: AtomicI64,
+    idle_expires_at: AtomicI64,
+}
+
+pub struct Sessions {
+    settings: SessionSettings,
+    store: StoreHandle,
+    clock: Arc<dyn Clock>,
+    cache: moka::future::Cache<String, Arc<Cached>>,
+}
+
+/// A freshly created session: the cookie value (shown once, never stored) and its record.
+pub struct NewSession {
+    pub token: String,
+    pub record: SessionRecord,
+}
+
+pub fn principal_of(user: &User) -> Principal {
+    Principal {
+        user_id: user.id.clone(),
+        username: user.username.clone(),
+        email: user.email.clone(),
+        roles: user.roles.clone(),
+    }
+}
+
+fn hash_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Cookie values postern issues are 43 base64url characters; anything else is not worth a lookup.
+fn plausible_token(token: &str) -> bool {
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Sessions {
+    pub fn new(settings: SessionSettings, store: StoreHandle, clock: Arc<dyn Clock>) -> Self {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(settings.cache_ttl.max(Duration::from_millis(1)))
+            .build();
+        Self {
+            settings,
+            store,
+            clock,
+            cache,
+        }
+    }
+
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    fn store(&self) -> Result<Arc<Store>, SessionError> {
+        self.store.load_full().ok_or(SessionError::Unavailable)
+    }
+
+    pub async fn create(
+        &self,
+        user: &User,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    ) -> Result<NewSession, SessionError> {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let now = self.clock.now();
+        let absolute = now + self.settings.absolute_timeout.as_secs() as i64;
+        let record = SessionRecord {
+            id_hash: hash_token(&token),
+            user_id: user.id.clone(),
+            epoch: user.session_epoch,
+            created_at: now,
+            last_seen_at: now,
+            idle_expires_at: (now + self.settings.idle_timeout.as_secs() as i64).min(absolute),
+            absolute_expires_at: absolute,
+            ip,
+            user_agent: user_agent.map(|ua| ua.chars().take(512).collect()),
+        };
+        self.store()?.insert_session(&record).await?;
+        Ok(NewSession { token, record })
+    }
+
+    /// The user behind a session cookie value, if the session is valid now.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, SessionError> {
+        if !plausible_token(token) {
+            return Ok(None);
+        }
+        let id_hash = hash_token(token);
+        let now = self.clock.now();
+        let cached = match self.cache.get(&id_hash).await {
+            Some(cached) => cached,
+            None => match self.load(&id_hash).await? {
+                Some(cached) => {
+                    let cached = Arc::new(cached);
+                    self.cache.insert(id_hash.clone(), cached.clone()).await;
+                    cached
+                }
+                None => return Ok(None),
+            },
+        };
+        let idle_expires = cached.idle_expires_at.load(Ordering::Relaxed);
+        if now >= idle_expires || now >= cached.record.absolute_expires_at {
+            self.cache.invalidate(&id_hash).await;
+            self.store()?.delete_session(&id_hash).await?;
+            return Ok(None);
+        }
+        self.touch(&id_hash, &cached, now);
+        Ok(Some(cached.principal.clone()))
+    }
+
+    /// Extends the idle expiry; the database write is throttled and off the request's path.
+    fn touch(&self, id_hash: &str, cached: &Cached, now: i64) {
+        let new_idle = (now + self.settings.idle_timeout.as_secs() as i64)
+            .min(cached.record.absolute_expires_at);
+        cached
+            .idle_expires_at
+            .fetch_max(new_idle, Ordering::Relaxed);
+        let last = cached.last_written.load(Ordering::Relaxed);
+        if now - last < self.settings.touch_interval.as_secs() as i64 {
+            return;
+        }
+        if cached
+            .last_written
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        if let Ok(store) = self.store() {
+            let id_hash = id_hash.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_session(&id_hash, now, new_idle).await {
+                    tracing::warn!(error = %e, "could not record session activity");
+                }
+            });
+        }
+    }
+
+    async fn load(&self, id_hash: &str) -> Result<Option<Cached>, SessionError> {
+        let store = self.store()?;
+        let Some(record) = store.session(id_hash).await? else {
+            return Ok(None);
+        };
+        let user = match store.user_by_id(&record.user_id).await? {
+            Some(user)
+                if user.status == UserStatus::Enabled && user.session_epoch == record.epoch =>
+            {
+                user
+            }
+            _ => {
+                store.delete_session(id_hash).await?;
+                return Ok(None);
+            }
+        };
+        Ok(Some(Cached {
+            principal: principal_of(&user),
+            last_written: AtomicI64::new(record.last_seen_at),
+            idle_expires_at: AtomicI64::new(record.idle_expires_at),
+            record,
+        }))
+    }
+
+    /// Ends a session (logout). Returns whether there was one.
+    pub async fn destroy(&self, token: &str) -> Result<bool, SessionError> {
+        if !plausible_token(token) {
+            return Ok(false);
+        }
+        let id_hash = hash_token(token);
+        self.cache.invalidate(&id_hash).await;
+        Ok(self.store()?.delete_session(&id_hash).await?)
+    }
+
+    /// `Set-Cookie` value carrying a new session.
+    pub fn cookie(&self, token: &str) -> String {
+        format!(
+            "{}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{}",
+            self.settings.cookie_name,
+            self.settings.absolute_timeout.as_secs(),
+            if self.settings.secure_cookies {
+                "; Secure"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// `Set-Cookie` value that removes the session cookie.
+    pub fn clearing_cookie(&self) -> String {
+        format!(
+            "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",
+            self.settings.cookie_name,
+            if self.settings.secure_cookies {
+                "; Secure"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_hashed_and_shape_checked() {
+        assert_eq!(hash_token("abc").len(), 64);
+        assert_ne!(hash_token("abc"), hash_token("abd"));
+        assert!(plausible_token(&"a".repeat(43)));
+        assert!(!plausible_token(&"a".repeat(42)));
+        assert!(!plausible_token(&format!("{}=", "a".repeat(42))));
+    }
+}
