@@ -34,6 +34,8 @@ pub enum GatewayError {
     CsrfFailed,
     #[error("send JSON (Content-Type: application/json) or a form")]
     UnsupportedMediaType,
+    #[error("too many attempts; try again in {retry_after} seconds")]
+    TooManyRequests { retry_after: i64 },
     #[error("{0} is temporarily unavailable")]
     Unavailable(&'static str),
     #[error("internal error")]
@@ -56,6 +58,7 @@ impl GatewayError {
             Self::CsrfFailed => StatusCode::FORBIDDEN,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -78,6 +81,7 @@ impl GatewayError {
             Self::CsrfFailed => "csrf_failed",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unavailable(_) => "unavailable",
+            Self::TooManyRequests { .. } => "too_many_requests",
             Self::Internal => "internal_error",
         }
     }
@@ -106,6 +110,7 @@ mod tests {
             GatewayError::CsrfFailed,
             GatewayError::UnsupportedMediaType,
             GatewayError::Unavailable("x"),
+            GatewayError::TooManyRequests { retry_after: 1 },
             GatewayError::Internal,
         ];
         for e in all {

@@ -2,7 +2,8 @@
 //! config, status classes, and fixed error kinds; never raw paths or hosts.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// The label used when no route matched.
@@ -14,6 +15,9 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
     pub backend_up: IntGaugeVec,
+    pub auth_attempts: IntCounterVec,
+    pub sessions_active: IntGauge,
+    pub session_cache: IntCounterVec,
 }
 
 impl Metrics {
@@ -51,6 +55,24 @@ impl Metrics {
             ),
             &["upstream", "backend"],
         )?;
+        let auth_attempts = IntCounterVec::new(
+            Opts::new(
+                "postern_auth_attempts_total",
+                "Login attempts by result (success, failure, locked, rate_limited)",
+            ),
+            &["result"],
+        )?;
+        let sessions_active = IntGauge::new(
+            "postern_sessions_active",
+            "Unexpired sessions in the database (refreshed every minute)",
+        )?;
+        let session_cache = IntCounterVec::new(
+            Opts::new(
+                "postern_session_cache_total",
+                "Session checks answered from memory (hit) or the database (miss)",
+            ),
+            &["result"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "postern_build_info",
@@ -65,6 +87,9 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(backend_up.clone()))?;
+        registry.register(Box::new(auth_attempts.clone()))?;
+        registry.register(Box::new(sessions_active.clone()))?;
+        registry.register(Box::new(session_cache.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -72,6 +97,9 @@ impl Metrics {
             request_duration,
             upstream_errors,
             backend_up,
+            auth_attempts,
+            sessions_active,
+            session_cache,
         })
     }
 

@@ -11,13 +11,13 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-use crate::auth::{Clock, Passwords, Sessions, SystemClock};
+use crate::auth::{Clock, Lockout, Passwords, Sessions, SystemClock};
 use crate::config::{RouteTarget, Settings, StoreSettings};
 use crate::handlers::Builtin;
 use crate::metrics::Metrics;
 use crate::ops::OpsApp;
 use crate::proxy::Gateway;
-use crate::services::{DatabaseConnector, DnsRefresher, StoreHandle};
+use crate::services::{DatabaseConnector, DnsRefresher, SessionJanitor, StoreHandle};
 use crate::store::{Store, StoreError};
 use crate::upstream::UpstreamPool;
 
@@ -169,7 +169,8 @@ pub fn build_server_with_clock(
     let sessions = Arc::new(Sessions::new(
         settings.sessions.clone(),
         store.clone(),
-        clock,
+        clock.clone(),
+        metrics.clone(),
     ));
     let passwords = Passwords::new(settings.passwords.hash, settings.server.threads)?;
     let builtin = settings
@@ -183,6 +184,8 @@ pub fn build_server_with_clock(
                 passwords.clone(),
                 store.clone(),
                 settings.server.client_timeout,
+                Lockout::new(settings.lockout.clone()),
+                metrics.clone(),
             )
         });
     let gateway = Gateway::new(
@@ -215,6 +218,10 @@ pub fn build_server_with_clock(
     server.add_service(ops);
 
     server.add_service(background_service("dns", DnsRefresher::new(pools)));
+    server.add_service(background_service(
+        "session janitor",
+        SessionJanitor::new(store.clone(), clock, metrics.clone()),
+    ));
     server.add_service(background_service(
         "database",
         DatabaseConnector::new(settings.database.clone(), store.clone()),

@@ -48,6 +48,12 @@ upstream = "app"
 access = {{ roles = ["admin", "ops"], match = "all" }}
 
 [[routes]]
+name = "api"
+path = "/api/"
+upstream = "app"
+api = true
+
+[[routes]]
 name = "app"
 path = "/"
 upstream = "app"
@@ -500,5 +506,149 @@ async fn old_password_hashes_are_upgraded_at_login() {
         get(&p, "/x", &token).await.status(),
         200,
         "the upgraded hash still verifies"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_failures_lock_the_account_until_unlock_or_timeout() {
+    let app = Upstream::start("app").await;
+    let clock = ManualClock::new(1_800_000_000);
+    let lockout = "[lockout]\nmax_failures = 3\nwindow = \"5m\"\nlock_for = \"10m\"\nip_max_failures = 100\nlogin_rate_per_minute = 1000\n";
+    let p = Postern::start_with_clock(
+        &format!("{}\n{lockout}", config("")),
+        &[("APP", app.url())],
+        Arc::new(clock.clone()),
+    );
+    let user = p.add_user("hank", "hanks password", &[]).await;
+    let attempt = |password: &'static str| {
+        client()
+            .post(p.url("/_postern/login"))
+            .json(&json!({"username": "hank", "password": password}))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt("wrong").await.unwrap().status(), 401);
+    }
+    let r = attempt("hanks password").await.unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "locked: the right password gets the same answer as a wrong one"
+    );
+    assert!(r.text().await.unwrap().contains("invalid_credentials"));
+
+    let store = p.store().await;
+    let locked_until = store
+        .user_by_id(&user.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .locked_until;
+    assert_eq!(locked_until, Some(clock.now() + 600));
+    let lockouts = store
+        .events(&postern::store::EventFilter {
+            kind: Some("login.lockout".into()),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(lockouts.len(), 1);
+
+    store.set_locked_until(&user.id, None).await.unwrap();
+    assert_eq!(
+        attempt("hanks password").await.unwrap().status(),
+        200,
+        "unlocked by an operator"
+    );
+
+    for _ in 0..3 {
+        attempt("wrong").await.unwrap();
+    }
+    assert_eq!(attempt("hanks password").await.unwrap().status(), 401);
+    clock.advance(601);
+    assert_eq!(
+        attempt("hanks password").await.unwrap().status(),
+        200,
+        "unlocked by time"
+    );
+
+    let metrics = p.metrics().await;
+    for line in [
+        r#"postern_auth_attempts_total{result="failure"} 6"#,
+        r#"postern_auth_attempts_total{result="locked"} 2"#,
+        r#"postern_auth_attempts_total{result="success"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line}\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_attempts_are_rate_limited_per_address() {
+    let app = Upstream::start("app").await;
+    let p = Postern::start(
+        &format!("{}\n[lockout]\nlogin_rate_per_minute = 3\n", config("")),
+        &[("APP", app.url())],
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = client()
+            .post(p.url("/_postern/login"))
+            .json(&json!({"username": "nobody", "password": "x"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            let retry: i64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&retry), "{retry}");
+            assert!(r.text().await.unwrap().contains("too_many_requests"));
+        }
+    }
+    assert_eq!(statuses, [401, 401, 401, 429]);
+    assert!(
+        p.metrics()
+            .await
+            .contains(r#"postern_auth_attempts_total{result="rate_limited"} 1"#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_checks_are_served_from_the_cache() {
+    let app = Upstream::start("app").await;
+    let p = Postern::start(
+        &config("").replace("cache_ttl = \"0\"", "cache_ttl = \"30s\""),
+        &[("APP", app.url())],
+    );
+    p.add_user("ivy", "ivys password", &[]).await;
+    let token = login(&p, "ivy", "ivys password").await;
+    for _ in 0..5 {
+        assert_eq!(get(&p, "/x", &token).await.status(), 200);
+    }
+    let metrics = p.metrics().await;
+    assert!(
+        metrics.contains(r#"postern_session_cache_total{result="miss"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"postern_session_cache_total{result="hit"} 4"#),
+        "{metrics}"
+    );
+
+    let r = client()
+        .post(p.url("/_postern/logout"))
+        .header("Cookie", format!("{COOKIE}={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        get(&p, "/x", &token).await.status(),
+        401,
+        "logout invalidates the cached entry too"
     );
 }

@@ -1,9 +1,11 @@
 //! Authentication: passwords, sessions and the clock they run on.
 
 mod clock;
+mod lockout;
 mod password;
 mod sessions;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use lockout::{Admission, Lockout};
 pub use password::{HashParams, PasswordError, Passwords, Verified};
 pub use sessions::{NewSession, SessionError, Sessions, principal_of};

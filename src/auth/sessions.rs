@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::clock::Clock;
 use crate::config::SessionSettings;
+use crate::metrics::Metrics;
 use crate::policy::Principal;
 use crate::services::StoreHandle;
 use crate::store::{SessionRecord, Store, StoreError, User, UserStatus};
@@ -38,6 +39,7 @@ pub struct Sessions {
     store: StoreHandle,
     clock: Arc<dyn Clock>,
     cache: moka::future::Cache<String, Arc<Cached>>,
+    metrics: Arc<Metrics>,
 }
 
 /// A freshly created session: the cookie value (shown once, never stored) and its record.
@@ -69,7 +71,12 @@ fn plausible_token(token: &str) -> bool {
 }
 
 impl Sessions {
-    pub fn new(settings: SessionSettings, store: StoreHandle, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        settings: SessionSettings,
+        store: StoreHandle,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let cache = moka::future::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(settings.cache_ttl.max(Duration::from_millis(1)))
@@ -79,6 +86,7 @@ impl Sessions {
             store,
             clock,
             cache,
+            metrics,
         }
     }
 
@@ -128,9 +136,16 @@ impl Sessions {
         let id_hash = hash_token(token);
         let now = self.clock.now();
         let cached = match self.cache.get(&id_hash).await {
-            Some(cached) => cached,
+            Some(cached) => {
+                self.metrics.session_cache.with_label_values(&["hit"]).inc();
+                cached
+            }
             None => match self.load(&id_hash).await? {
                 Some(cached) => {
+                    self.metrics
+                        .session_cache
+                        .with_label_values(&["miss"])
+                        .inc();
                     let cached = Arc::new(cached);
                     self.cache.insert(id_hash.clone(), cached.clone()).await;
                     cached

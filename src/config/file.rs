@@ -25,6 +25,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub sessions: SessionsSection,
     #[serde(default)]
+    pub lockout: LockoutSection,
+    #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamSection>,
     #[serde(default)]
     pub stores: BTreeMap<String, StoreSection>,
@@ -79,6 +81,16 @@ pub struct PasswordsSection {
     pub iterations: Option<u32>,
     pub parallelism: Option<u32>,
     pub min_length: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockoutSection {
+    pub max_failures: Option<u32>,
+    pub window: Option<String>,
+    pub lock_for: Option<String>,
+    pub ip_max_failures: Option<u32>,
+    pub login_rate_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +152,7 @@ pub struct RouteSection {
     pub access: Option<toml::Value>,
     pub upstream: Option<String>,
     pub strip_prefix: Option<bool>,
+    pub api: Option<bool>,
     pub store: Option<String>,
     pub key: Option<String>,
 }

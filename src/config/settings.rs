@@ -17,6 +17,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub passwords: PasswordSettings,
     pub sessions: SessionSettings,
+    pub lockout: LockoutSettings,
     pub upstreams: Vec<UpstreamSettings>,
     pub stores: Vec<StoreSettings>,
     pub routes: Vec<RouteSettings>,
@@ -63,6 +64,17 @@ pub struct DatabaseSettings {
 pub struct PasswordSettings {
     pub hash: crate::auth::HashParams,
     pub min_length: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct LockoutSettings {
+    /// Failed logins for one user within `window` that lock it for `lock_for`.
+    pub max_failures: u32,
+    pub window: Duration,
+    pub lock_for: Duration,
+    /// Failed logins from one address within `window` that block it for `lock_for`.
+    pub ip_max_failures: u32,
+    pub login_rate_per_minute: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -212,5 +224,7 @@ pub struct RouteSettings {
     pub path: String,
     pub methods: Option<Vec<Method>>,
     pub access: Access,
+    /// Never redirect to the login page: a missing login is always 401.
+    pub api: bool,
     pub target: RouteTarget,
 }

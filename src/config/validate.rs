@@ -101,6 +101,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
     let database = database_settings(&mut c, &file, &server.data_dir);
     let passwords = password_settings(&mut c, &file);
     let sessions = session_settings(&mut c, &file);
+    let lockout = lockout_settings(&mut c, &file);
     let upstreams: Vec<UpstreamSettings> = file
         .upstreams
         .iter()
@@ -140,6 +141,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
             database,
             passwords,
             sessions,
+            lockout,
             upstreams,
             stores,
             routes,
@@ -305,6 +307,24 @@ fn absolute_sqlite_url(url: &str) -> String {
     match query {
         Some(query) => format!("sqlite://{}?{query}", path.display()),
         None => format!("sqlite://{}", path.display()),
+    }
+}
+
+fn lockout_settings(c: &mut Checker, file: &FileConfig) -> LockoutSettings {
+    let l = &file.lockout;
+    let positive = |c: &mut Checker, key: &str, value: Option<u32>, default: u32| {
+        let v = value.unwrap_or(default);
+        if v == 0 {
+            c.report(format!("lockout.{key}"), "must be at least 1");
+        }
+        v
+    };
+    LockoutSettings {
+        max_failures: positive(c, "max_failures", l.max_failures, 5),
+        window: c.duration("lockout.window", l.window.as_ref(), secs(15 * 60)),
+        lock_for: c.duration("lockout.lock_for", l.lock_for.as_ref(), secs(15 * 60)),
+        ip_max_failures: positive(c, "ip_max_failures", l.ip_max_failures, 20),
+        login_rate_per_minute: positive(c, "login_rate_per_minute", l.login_rate_per_minute, 30),
     }
 }
 
@@ -719,6 +739,7 @@ fn route_settings(
         path: r.path.clone(),
         methods,
         access,
+        api: r.api.unwrap_or(false),
         target: target?,
     })
 }

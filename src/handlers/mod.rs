@@ -15,8 +15,9 @@ use pingora::proxy::Session;
 use rand::RngCore;
 use serde_json::json;
 
-use crate::auth::{Passwords, Sessions};
+use crate::auth::{Admission, Lockout, Passwords, Sessions};
 use crate::error::GatewayError;
+use crate::metrics::Metrics;
 use crate::policy::Principal;
 use crate::proxy::{body, headers, respond};
 use crate::services::StoreHandle;
@@ -53,6 +54,8 @@ pub struct Builtin {
     passwords: Passwords,
     store: StoreHandle,
     body_timeout: Duration,
+    lockout: Lockout,
+    metrics: Arc<Metrics>,
 }
 
 fn random_token() -> String {
@@ -93,6 +96,8 @@ impl Builtin {
         passwords: Passwords,
         store: StoreHandle,
         body_timeout: Duration,
+        lockout: Lockout,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             prefix,
@@ -100,7 +105,16 @@ impl Builtin {
             passwords,
             store,
             body_timeout,
+            lockout,
+            metrics,
         }
+    }
+
+    fn count_attempt(&self, result: &str) {
+        self.metrics
+            .auth_attempts
+            .with_label_values(&[result])
+            .inc();
     }
 
     /// The login page's path, e.g. `/_postern/login`.
@@ -252,6 +266,11 @@ impl Builtin {
     }
 
     async fn login(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
+        let ip = caller.ip.clone().unwrap_or_else(|| "unknown".to_string());
+        if let Admission::Limited { retry_after } = self.lockout.admit(&ip, self.sessions.now()) {
+            self.count_attempt("rate_limited");
+            return Err(GatewayError::TooManyRequests { retry_after });
+        }
         let creds = self.read_credentials(session).await?;
         if creds.from_form {
             let cookie = headers::cookie_value(session.req_header(), CSRF_COOKIE).unwrap_or("");
@@ -296,9 +315,15 @@ impl Builtin {
         let Some(user) = usable.filter(|_| verified.ok) else {
             let reason = match (&user, usable) {
                 (None, _) => "unknown_user",
+                (Some(u), None) if u.locked_until.is_some_and(|t| t > now) => "locked",
                 (Some(_), None) => "not_allowed",
                 (Some(_), Some(_)) => "wrong_password",
             };
+            self.count_attempt(if reason == "locked" {
+                "locked"
+            } else {
+                "failure"
+            });
             let _ = store
                 .record_event(
                     &event(
@@ -309,6 +334,21 @@ impl Builtin {
                     now,
                 )
                 .await;
+            if let Some(locked) =
+                self.lockout
+                    .failed(user.as_ref().map(|u| u.id.as_str()), &ip, now)
+                && let Some(u) = &user
+            {
+                if let Err(e) = store.set_locked_until(&u.id, Some(locked)).await {
+                    tracing::error!(error = %e, "could not lock a user");
+                }
+                let _ = store
+                    .record_event(
+                        &event("login.lockout", Some(u), json!({"until": locked})),
+                        now,
+                    )
+                    .await;
+            }
             if creds.from_form && respond::accepts_html(session) {
                 return self
                     .login_page(
@@ -328,6 +368,8 @@ impl Builtin {
         {
             tracing::warn!(error = %e, "could not upgrade a password hash");
         }
+        self.lockout.succeeded(&user.id);
+        self.count_attempt("success");
         if let Some(old) = caller.session_token.as_deref() {
             let _ = self.sessions.destroy(old).await;
         }

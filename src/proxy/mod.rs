@@ -187,7 +187,12 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        let login = self.builtin.as_ref().map(Builtin::login_path);
+        let api_route = self.route(ctx).is_some_and(|r| r.api);
+        let login = self
+            .builtin
+            .as_ref()
+            .filter(|_| !api_route)
+            .map(Builtin::login_path);
         match login {
             Some(login) if respond::wants_html(session) => {
                 let original = session

@@ -82,6 +82,9 @@ pub async fn json(
 pub async fn error(session: &mut Session, err: &GatewayError) -> pingora::Result<()> {
     let status = err.status();
     let mut extra = vec![(header::CACHE_CONTROL, "no-store".to_string())];
+    if let GatewayError::TooManyRequests { retry_after } = err {
+        extra.push((header::RETRY_AFTER, retry_after.to_string()));
+    }
     if matches!(err, GatewayError::PayloadTooLarge { .. }) {
         // The client may still be sending the body we refused: do not read it, close instead.
         session.set_keepalive(None);

@@ -17,6 +17,7 @@ pub struct Route {
     pub prefix: String,
     pub methods: Option<Vec<Method>>,
     pub access: Access,
+    pub api: bool,
     pub target: RouteTarget,
 }
 
@@ -79,6 +80,7 @@ impl RouteTable {
                 prefix: r.path.clone(),
                 methods: r.methods.clone(),
                 access: r.access.clone(),
+                api: r.api,
                 target: r.target.clone(),
             })
             .collect();

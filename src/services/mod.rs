@@ -2,6 +2,8 @@
 
 mod database;
 mod dns;
+mod janitor;
 
 pub use database::{DatabaseConnector, StoreHandle};
 pub use dns::DnsRefresher;
+pub use janitor::SessionJanitor;

@@ -85,6 +85,16 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    pub async fn count_active_sessions(&self, now: i64) -> Result<i64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE idle_expires_at > $1 AND absolute_expires_at > $1",
+        )
+        .bind(now)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(count)
+    }
+
     pub async fn delete_expired_sessions(&self, now: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "DELETE FROM sessions WHERE idle_expires_at <= $1 OR absolute_expires_at <= $1",

@@ -1,0 +1,58 @@
+//! Deletes expired sessions and publishes how many are active, once a minute.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use super::StoreHandle;
+use crate::auth::Clock;
+use crate::metrics::Metrics;
+
+pub struct SessionJanitor {
+    store: StoreHandle,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+impl SessionJanitor {
+    pub fn new(store: StoreHandle, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            clock,
+            metrics,
+        }
+    }
+
+    async fn sweep(&self) {
+        let Some(store) = self.store.load_full() else {
+            return;
+        };
+        let now = self.clock.now();
+        match store.delete_expired_sessions(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "expired sessions removed"),
+            Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
+        }
+        match store.count_active_sessions(now).await {
+            Ok(n) => self.metrics.sessions_active.set(n),
+            Err(e) => tracing::warn!(error = %e, "could not count sessions"),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for SessionJanitor {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.sweep().await,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
