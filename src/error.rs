@@ -30,6 +30,8 @@ pub enum GatewayError {
     UpstreamProtocol,
     #[error("wrong username or password")]
     InvalidCredentials,
+    #[error("the bearer token is not valid (expired, revoked, or not issued by this gateway)")]
+    InvalidToken,
     #[error("the form has expired or did not come from this site; reload the page and try again")]
     CsrfFailed,
     #[error("send JSON (Content-Type: application/json) or a form")]
@@ -54,7 +56,7 @@ impl GatewayError {
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::UpstreamUnavailable | Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::InvalidCredentials | Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::CsrfFailed => StatusCode::FORBIDDEN,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -78,6 +80,7 @@ impl GatewayError {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::UpstreamProtocol => "upstream_protocol_error",
             Self::InvalidCredentials => "invalid_credentials",
+            Self::InvalidToken => "invalid_token",
             Self::CsrfFailed => "csrf_failed",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unavailable(_) => "unavailable",
@@ -107,6 +110,7 @@ mod tests {
             GatewayError::UpstreamTimeout,
             GatewayError::UpstreamProtocol,
             GatewayError::InvalidCredentials,
+            GatewayError::InvalidToken,
             GatewayError::CsrfFailed,
             GatewayError::UnsupportedMediaType,
             GatewayError::Unavailable("x"),

@@ -11,7 +11,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-use crate::auth::{Clock, Lockout, Passwords, Sessions, SystemClock};
+use crate::auth::{Clock, Lockout, Passwords, Sessions, SystemClock, Tokens};
 use crate::config::{RouteTarget, Settings, StoreSettings};
 use crate::handlers::Builtin;
 use crate::metrics::Metrics;
@@ -38,6 +38,8 @@ pub enum BuildError {
     },
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("tokens: {0}")]
+    Tokens(#[from] crate::auth::TokenError),
     #[error("password hashing: {0}")]
     Passwords(#[from] crate::auth::PasswordError),
     #[error("database {url}: {source}")]
@@ -173,26 +175,37 @@ pub fn build_server_with_clock(
         metrics.clone(),
     ));
     let passwords = Passwords::new(settings.passwords.hash, settings.server.threads)?;
+    if settings.tokens.secret_is_random {
+        tracing::warn!(
+            "tokens.secret is not set: bearer tokens are signed with a random key that lives as long as this process"
+        );
+    }
+    let tokens = Arc::new(Tokens::new(
+        settings.tokens.clone(),
+        clock.clone(),
+        store.clone(),
+        settings.sessions.cache_ttl,
+    )?);
     let builtin = settings
         .routes
         .iter()
         .find(|r| matches!(r.target, RouteTarget::Builtin))
-        .map(|r| {
-            Builtin::new(
-                r.path.clone(),
-                sessions.clone(),
-                passwords.clone(),
-                store.clone(),
-                settings.server.client_timeout,
-                Lockout::new(settings.lockout.clone()),
-                metrics.clone(),
-            )
+        .map(|r| Builtin {
+            prefix: r.path.clone(),
+            sessions: sessions.clone(),
+            passwords: passwords.clone(),
+            tokens: tokens.clone(),
+            lockout: Lockout::new(settings.lockout.clone()),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            body_timeout: settings.server.client_timeout,
         });
     let gateway = Gateway::new(
         settings.clone(),
         pools.clone(),
         metrics.clone(),
         sessions,
+        tokens,
         builtin,
     );
     let mut server_options = HttpServerOptions::default();

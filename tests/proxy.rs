@@ -596,7 +596,7 @@ access = "public"
     let code = |v: Value| v["error"]["code"].as_str().unwrap().to_string();
 
     let r = c
-        .post(p.url("/_postern/token"))
+        .post(p.url("/_postern/admin/users"))
         .body("{}")
         .send()
         .await

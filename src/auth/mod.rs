@@ -4,8 +4,10 @@ mod clock;
 mod lockout;
 mod password;
 mod sessions;
+mod tokens;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use lockout::{Admission, Lockout};
 pub use password::{HashParams, PasswordError, Passwords, Verified};
 pub use sessions::{NewSession, SessionError, Sessions, principal_of};
+pub use tokens::{Claims, IssuedToken, TokenError, Tokens};

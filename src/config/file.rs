@@ -27,6 +27,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub lockout: LockoutSection,
     #[serde(default)]
+    pub tokens: TokensSection,
+    #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamSection>,
     #[serde(default)]
     pub stores: BTreeMap<String, StoreSection>,
@@ -81,6 +83,21 @@ pub struct PasswordsSection {
     pub iterations: Option<u32>,
     pub parallelism: Option<u32>,
     pub min_length: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensSection {
+    pub algorithm: Option<String>,
+    pub secret: Option<String>,
+    pub private_key_file: Option<String>,
+    pub public_key_file: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub ttl: Option<String>,
+    pub leeway: Option<String>,
+    pub assertion_header: Option<String>,
+    pub assertion_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

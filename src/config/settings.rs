@@ -18,6 +18,7 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     pub sessions: SessionSettings,
     pub lockout: LockoutSettings,
+    pub tokens: TokenSettings,
     pub upstreams: Vec<UpstreamSettings>,
     pub stores: Vec<StoreSettings>,
     pub routes: Vec<RouteSettings>,
@@ -64,6 +65,42 @@ pub struct DatabaseSettings {
 pub struct PasswordSettings {
     pub hash: crate::auth::HashParams,
     pub min_length: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenAlgorithm {
+    Hs256,
+    EdDsa,
+    Rs256,
+}
+
+#[derive(Clone)]
+pub struct TokenSettings {
+    pub algorithm: TokenAlgorithm,
+    /// HS256 key; random per process when the config gives none.
+    pub secret: Vec<u8>,
+    pub secret_is_random: bool,
+    pub private_key_pem: Vec<u8>,
+    pub public_key_pem: Vec<u8>,
+    pub issuer: String,
+    pub audience: String,
+    pub ttl: Duration,
+    pub leeway: Duration,
+    /// Header carrying a signed assertion of the identity to the app; off when `None`.
+    pub assertion_header: Option<HeaderName>,
+    pub assertion_ttl: Duration,
+}
+
+impl std::fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSettings")
+            .field("algorithm", &self.algorithm)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("ttl", &self.ttl)
+            .field("assertion_header", &self.assertion_header)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]

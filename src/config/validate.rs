@@ -102,6 +102,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
     let passwords = password_settings(&mut c, &file);
     let sessions = session_settings(&mut c, &file);
     let lockout = lockout_settings(&mut c, &file);
+    let tokens = token_settings(&mut c, &file);
     let upstreams: Vec<UpstreamSettings> = file
         .upstreams
         .iter()
@@ -142,6 +143,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
             passwords,
             sessions,
             lockout,
+            tokens,
             upstreams,
             stores,
             routes,
@@ -307,6 +309,87 @@ fn absolute_sqlite_url(url: &str) -> String {
     match query {
         Some(query) => format!("sqlite://{}?{query}", path.display()),
         None => format!("sqlite://{}", path.display()),
+    }
+}
+
+fn token_settings(c: &mut Checker, file: &FileConfig) -> TokenSettings {
+    let t = &file.tokens;
+    let algorithm = match t.algorithm.as_deref().unwrap_or("HS256") {
+        "HS256" => TokenAlgorithm::Hs256,
+        "EdDSA" => TokenAlgorithm::EdDsa,
+        "RS256" => TokenAlgorithm::Rs256,
+        other => {
+            c.report(
+                "tokens.algorithm",
+                format!("{other:?} is not one of \"HS256\", \"EdDSA\", \"RS256\""),
+            );
+            TokenAlgorithm::Hs256
+        }
+    };
+    let secret_text = t.secret.clone().filter(|s| !s.is_empty());
+    let (secret, secret_is_random) = match (&secret_text, algorithm) {
+        (Some(secret), TokenAlgorithm::Hs256) => {
+            if secret.len() < 32 {
+                c.report("tokens.secret", "must be at least 32 bytes long");
+            }
+            (secret.clone().into_bytes(), false)
+        }
+        (Some(_), _) => {
+            c.report(
+                "tokens.secret",
+                "only used with algorithm \"HS256\"; use private_key_file and public_key_file",
+            );
+            (Vec::new(), false)
+        }
+        (None, _) => {
+            use rand::RngCore;
+            let mut bytes = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            (bytes, true)
+        }
+    };
+    let read_key = |c: &mut Checker, key: &str, path: &Option<String>| -> Vec<u8> {
+        match (algorithm, path) {
+            (TokenAlgorithm::Hs256, Some(_)) => {
+                c.report(
+                    format!("tokens.{key}"),
+                    "only used with algorithm \"EdDSA\" or \"RS256\"",
+                );
+                Vec::new()
+            }
+            (TokenAlgorithm::Hs256, None) => Vec::new(),
+            (_, None) => {
+                c.report(
+                    format!("tokens.{key}"),
+                    "required for this algorithm (a PEM file)",
+                );
+                Vec::new()
+            }
+            (_, Some(path)) => std::fs::read(path).unwrap_or_else(|e| {
+                c.report(format!("tokens.{key}"), format!("cannot read {path}: {e}"));
+                Vec::new()
+            }),
+        }
+    };
+    let private_key_pem = read_key(c, "private_key_file", &t.private_key_file);
+    let public_key_pem = read_key(c, "public_key_file", &t.public_key_file);
+    let assertion_header = t
+        .assertion_header
+        .as_deref()
+        .filter(|h| !h.is_empty())
+        .map(|h| c.header_name("tokens.assertion_header", Some(&h.to_string()), h));
+    TokenSettings {
+        algorithm,
+        secret,
+        secret_is_random,
+        private_key_pem,
+        public_key_pem,
+        issuer: t.issuer.clone().unwrap_or_else(|| "postern".into()),
+        audience: t.audience.clone().unwrap_or_else(|| "postern".into()),
+        ttl: c.duration("tokens.ttl", t.ttl.as_ref(), secs(15 * 60)),
+        leeway: c.duration("tokens.leeway", t.leeway.as_ref(), secs(30)),
+        assertion_header,
+        assertion_ttl: c.duration("tokens.assertion_ttl", t.assertion_ttl.as_ref(), secs(60)),
     }
 }
 

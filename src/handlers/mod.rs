@@ -15,7 +15,7 @@ use pingora::proxy::Session;
 use rand::RngCore;
 use serde_json::json;
 
-use crate::auth::{Admission, Lockout, Passwords, Sessions};
+use crate::auth::{Admission, Lockout, Passwords, Sessions, Tokens};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
 use crate::policy::Principal;
@@ -27,7 +27,6 @@ pub use return_to::safe_return_to;
 
 /// Endpoints the contract names that are not served yet.
 const PLANNED: &[(&str, &str)] = &[
-    ("token", "token issuing"),
     ("verify", "account verification"),
     ("forgot", "password reset"),
     ("change", "password change"),
@@ -48,14 +47,18 @@ pub struct Caller {
     pub ip: Option<String>,
 }
 
+/// The built-in endpoints and what they work with.
 pub struct Builtin {
-    prefix: String,
-    sessions: Arc<Sessions>,
-    passwords: Passwords,
-    store: StoreHandle,
-    body_timeout: Duration,
-    lockout: Lockout,
-    metrics: Arc<Metrics>,
+    /// The builtin route's path prefix, e.g. `/_postern/`.
+    pub prefix: String,
+    pub sessions: Arc<Sessions>,
+    pub passwords: Passwords,
+    pub tokens: Arc<Tokens>,
+    pub lockout: Lockout,
+    pub store: StoreHandle,
+    pub metrics: Arc<Metrics>,
+    /// How long reading a request body may take.
+    pub body_timeout: Duration,
 }
 
 fn random_token() -> String {
@@ -90,26 +93,6 @@ struct Credentials {
 }
 
 impl Builtin {
-    pub fn new(
-        prefix: String,
-        sessions: Arc<Sessions>,
-        passwords: Passwords,
-        store: StoreHandle,
-        body_timeout: Duration,
-        lockout: Lockout,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
-            prefix,
-            sessions,
-            passwords,
-            store,
-            body_timeout,
-            lockout,
-            metrics,
-        }
-    }
-
     fn count_attempt(&self, result: &str) {
         self.metrics
             .auth_attempts
@@ -144,7 +127,8 @@ impl Builtin {
             ("login", Method::POST) => self.login(session, caller).await,
             ("logout", Method::POST) => self.logout(session, caller).await,
             ("me", Method::GET | Method::HEAD) => self.me(session, caller).await,
-            ("login" | "logout" | "me", _) => Err(GatewayError::MethodNotAllowed),
+            ("token", Method::POST) => self.token(session, caller).await,
+            ("login" | "logout" | "me" | "token", _) => Err(GatewayError::MethodNotAllowed),
             _ => {
                 let first = endpoint.split('/').next().unwrap_or("");
                 match PLANNED.iter().find(|(segment, _)| *segment == first) {
@@ -265,27 +249,42 @@ impl Builtin {
         }
     }
 
-    async fn login(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
-        let ip = caller.ip.clone().unwrap_or_else(|| "unknown".to_string());
-        if let Admission::Limited { retry_after } = self.lockout.admit(&ip, self.sessions.now()) {
-            self.count_attempt("rate_limited");
-            return Err(GatewayError::TooManyRequests { retry_after });
-        }
-        let creds = self.read_credentials(session).await?;
-        if creds.from_form {
-            let cookie = headers::cookie_value(session.req_header(), CSRF_COOKIE).unwrap_or("");
-            let sent = creds.csrf.as_deref().unwrap_or("");
-            if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), sent.as_bytes()) {
-                return Err(GatewayError::CsrfFailed);
-            }
-        }
-        let store = self.store()?;
-        let user_agent = session
+    fn user_agent(session: &Session) -> Option<String> {
+        session
             .req_header()
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(|ua| ua.chars().take(512).collect())
+    }
+
+    fn event(
+        kind: &str,
+        user: Option<&User>,
+        caller: &Caller,
+        user_agent: Option<String>,
+        detail: serde_json::Value,
+    ) -> NewEvent {
+        NewEvent {
+            kind: kind.to_string(),
+            user_id: user.map(|u| u.id.clone()),
+            actor: None,
+            ip: caller.ip.clone(),
+            user_agent,
+            detail,
+        }
+    }
+
+    /// Rate limit, then credentials: the user when they are right; otherwise the failure is
+    /// counted (and may lock the account) and the answer is the same whatever went wrong.
+    async fn check_credentials(
+        &self,
+        creds: &Credentials,
+        caller: &Caller,
+        user_agent: Option<String>,
+    ) -> Result<User, GatewayError> {
+        let store = self.store()?;
+        let ip = caller.ip.clone().unwrap_or_else(|| "unknown".to_string());
         let user = if creds.login.is_empty() || creds.password.is_empty() {
             None
         } else {
@@ -304,14 +303,6 @@ impl Builtin {
             .verify(creds.password.clone(), stored_hash.clone())
             .await
             .map_err(|_| GatewayError::Internal)?;
-        let event = |kind: &str, user: Option<&User>, detail: serde_json::Value| NewEvent {
-            kind: kind.to_string(),
-            user_id: user.map(|u| u.id.clone()),
-            actor: None,
-            ip: caller.ip.clone(),
-            user_agent: user_agent.clone(),
-            detail,
-        };
         let Some(user) = usable.filter(|_| verified.ok) else {
             let reason = match (&user, usable) {
                 (None, _) => "unknown_user",
@@ -324,16 +315,15 @@ impl Builtin {
             } else {
                 "failure"
             });
-            let _ = store
-                .record_event(
-                    &event(
-                        "login.failure",
-                        user.as_ref(),
-                        json!({"login": creds.login, "reason": reason}),
-                    ),
-                    now,
-                )
-                .await;
+            let detail = json!({"login": creds.login, "reason": reason});
+            let failure = Self::event(
+                "login.failure",
+                user.as_ref(),
+                caller,
+                user_agent.clone(),
+                detail,
+            );
+            let _ = store.record_event(&failure, now).await;
             if let Some(locked) =
                 self.lockout
                     .failed(user.as_ref().map(|u| u.id.as_str()), &ip, now)
@@ -342,22 +332,14 @@ impl Builtin {
                 if let Err(e) = store.set_locked_until(&u.id, Some(locked)).await {
                     tracing::error!(error = %e, "could not lock a user");
                 }
-                let _ = store
-                    .record_event(
-                        &event("login.lockout", Some(u), json!({"until": locked})),
-                        now,
-                    )
-                    .await;
-            }
-            if creds.from_form && respond::accepts_html(session) {
-                return self
-                    .login_page(
-                        session,
-                        Some("Wrong username or password."),
-                        &creds.login,
-                        StatusCode::UNAUTHORIZED,
-                    )
-                    .await;
+                let lockout = Self::event(
+                    "login.lockout",
+                    Some(u),
+                    caller,
+                    user_agent,
+                    json!({"until": locked}),
+                );
+                let _ = store.record_event(&lockout, now).await;
             }
             return Err(GatewayError::InvalidCredentials);
         };
@@ -370,17 +352,61 @@ impl Builtin {
         }
         self.lockout.succeeded(&user.id);
         self.count_attempt("success");
+        Ok(user.clone())
+    }
+
+    fn rate_limit(&self, caller: &Caller) -> Result<(), GatewayError> {
+        let ip = caller.ip.as_deref().unwrap_or("unknown");
+        match self.lockout.admit(ip, self.sessions.now()) {
+            Admission::Allowed => Ok(()),
+            Admission::Limited { retry_after } => {
+                self.count_attempt("rate_limited");
+                Err(GatewayError::TooManyRequests { retry_after })
+            }
+        }
+    }
+
+    async fn login(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
+        self.rate_limit(&caller)?;
+        let creds = self.read_credentials(session).await?;
+        if creds.from_form {
+            let cookie = headers::cookie_value(session.req_header(), CSRF_COOKIE).unwrap_or("");
+            let sent = creds.csrf.as_deref().unwrap_or("");
+            if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), sent.as_bytes()) {
+                return Err(GatewayError::CsrfFailed);
+            }
+        }
+        let user_agent = Self::user_agent(session);
+        let user = match self
+            .check_credentials(&creds, &caller, user_agent.clone())
+            .await
+        {
+            Ok(user) => user,
+            Err(GatewayError::InvalidCredentials)
+                if creds.from_form && respond::accepts_html(session) =>
+            {
+                return self
+                    .login_page(
+                        session,
+                        Some("Wrong username or password."),
+                        &creds.login,
+                        StatusCode::UNAUTHORIZED,
+                    )
+                    .await;
+            }
+            Err(err) => return Err(err),
+        };
         if let Some(old) = caller.session_token.as_deref() {
             let _ = self.sessions.destroy(old).await;
         }
         let created = self
             .sessions
-            .create(user, caller.ip.clone(), user_agent.clone())
+            .create(&user, caller.ip.clone(), user_agent.clone())
             .await
             .map_err(|_| GatewayError::Unavailable("the user database"))?;
-        let _ = store
-            .record_event(&event("login.success", Some(user), json!({})), now)
-            .await;
+        let store = self.store()?;
+        let success = Self::event("login.success", Some(&user), &caller, user_agent, json!({}));
+        let _ = store.record_event(&success, self.sessions.now()).await;
         let cookie = (header::SET_COOKIE, self.sessions.cookie(&created.token));
         if creds.from_form {
             let target = creds
@@ -402,7 +428,62 @@ impl Builtin {
             .await
             .map_err(|_| GatewayError::Internal);
         }
-        respond::json(session, StatusCode::OK, &user_json(user), &[cookie])
+        respond::json(session, StatusCode::OK, &user_json(&user), &[cookie])
+            .await
+            .map_err(|_| GatewayError::Internal)
+    }
+
+    /// `POST /token`: credentials in JSON, or the caller's session → a bearer access token.
+    async fn token(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
+        let has_body = session
+            .req_header()
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+            || session
+                .req_header()
+                .headers
+                .contains_key(header::TRANSFER_ENCODING);
+        let user_agent = Self::user_agent(session);
+        let user = if has_body {
+            self.rate_limit(&caller)?;
+            let creds = self.read_credentials(session).await?;
+            if creds.from_form {
+                return Err(GatewayError::UnsupportedMediaType);
+            }
+            self.check_credentials(&creds, &caller, user_agent.clone())
+                .await?
+        } else {
+            let principal = caller
+                .principal
+                .as_ref()
+                .ok_or(GatewayError::Unauthenticated)?;
+            self.store()?
+                .user_by_id(&principal.user_id)
+                .await
+                .map_err(|_| GatewayError::Unavailable("the user database"))?
+                .ok_or(GatewayError::Unauthenticated)?
+        };
+        let issued = self.tokens.issue(&user).map_err(|e| {
+            tracing::error!(error = %e, "could not sign a token");
+            GatewayError::Internal
+        })?;
+        let store = self.store()?;
+        let event = Self::event(
+            "token.issued",
+            Some(&user),
+            &caller,
+            user_agent,
+            json!({"expires_in": issued.expires_in}),
+        );
+        let _ = store.record_event(&event, self.sessions.now()).await;
+        let body = json!({
+            "access_token": issued.token,
+            "token_type": "Bearer",
+            "expires_in": issued.expires_in,
+        });
+        respond::json(session, StatusCode::OK, &body, &[])
             .await
             .map_err(|_| GatewayError::Internal)
     }

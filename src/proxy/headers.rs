@@ -133,6 +133,16 @@ pub fn set_identity(
     Ok(())
 }
 
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer_token(req: &RequestHeader) -> Option<&str> {
+    let value = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// The value of cookie `name` in the request's `Cookie` header(s).
 pub fn cookie_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
     req.headers

@@ -18,7 +18,7 @@ use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::auth::{SessionError, Sessions};
+use crate::auth::{SessionError, Sessions, TokenError, Tokens};
 use crate::config::{RouteTarget, Settings};
 use crate::error::GatewayError;
 use crate::handlers::{Builtin, Caller};
@@ -35,7 +35,10 @@ pub struct Gateway {
     pools: Vec<Arc<UpstreamPool>>,
     metrics: Arc<Metrics>,
     sessions: Arc<Sessions>,
+    tokens: Arc<Tokens>,
     builtin: Option<Builtin>,
+    /// Identity headers (and the assertion header) removed from every client request.
+    owned_headers: Vec<header::HeaderName>,
 }
 
 /// Per-request state carried across phases.
@@ -47,6 +50,8 @@ pub struct RequestCtx {
     /// For built-in routes: the path below the route's prefix.
     builtin_rest: Option<String>,
     principal: Option<Principal>,
+    /// The request authenticated with a bearer token, which the app must not see.
+    bearer_consumed: bool,
     body: BodyLimit,
     tried_backends: u64,
     attempts: usize,
@@ -61,16 +66,26 @@ impl Gateway {
         pools: Vec<Arc<UpstreamPool>>,
         metrics: Arc<Metrics>,
         sessions: Arc<Sessions>,
+        tokens: Arc<Tokens>,
         builtin: Option<Builtin>,
     ) -> Self {
         let routes = RouteTable::new(&settings.routes);
+        let mut owned_headers: Vec<header::HeaderName> = settings
+            .identity_headers
+            .all()
+            .into_iter()
+            .cloned()
+            .collect();
+        owned_headers.extend(settings.tokens.assertion_header.clone());
         Self {
             settings,
             routes,
             pools,
             metrics,
             sessions,
+            tokens,
             builtin,
+            owned_headers,
         }
     }
 
@@ -107,8 +122,8 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<(), GatewayError> {
-        let identity = self.settings.identity_headers.all();
-        headers::strip_identity_headers(session.req_header_mut(), &identity);
+        let owned: Vec<&header::HeaderName> = self.owned_headers.iter().collect();
+        headers::strip_identity_headers(session.req_header_mut(), &owned);
 
         let req = session.req_header();
         let raw_path = req.uri.path();
@@ -166,6 +181,19 @@ impl Gateway {
             RouteTarget::Assets { .. } => {}
         }
         Ok(())
+    }
+
+    /// The principal behind a bearer token; a token that does not verify is an error.
+    async fn authenticate_bearer(&self, token: &str) -> Result<Principal, GatewayError> {
+        match self.tokens.verify(token).await {
+            Ok(principal) => Ok(principal),
+            Err(TokenError::Invalid) => Err(GatewayError::InvalidToken),
+            Err(TokenError::Unavailable) => Err(GatewayError::Unavailable("the user database")),
+            Err(e) => {
+                tracing::error!(error = %e, "token check failed");
+                Err(GatewayError::Unavailable("the user database"))
+            }
+        }
     }
 
     /// The principal behind the session cookie, if any.
@@ -333,6 +361,7 @@ impl ProxyHttp for Gateway {
             upstream_uri: None,
             builtin_rest: None,
             principal: None,
+            bearer_consumed: false,
             body: BodyLimit::new(self.settings.server.max_body_size),
             tried_backends: 0,
             attempts: 0,
@@ -364,9 +393,19 @@ impl ProxyHttp for Gateway {
         let token =
             headers::cookie_value(session.req_header(), &self.sessions.settings().cookie_name)
                 .map(str::to_owned);
-        let principal = match self.authenticate(token.as_deref()).await {
-            Ok(principal) => principal,
-            Err(err) => return self.answer(session, ctx, err).await,
+        let bearer = headers::bearer_token(session.req_header()).map(str::to_owned);
+        let principal = match &bearer {
+            Some(bearer) => match self.authenticate_bearer(bearer).await {
+                Ok(principal) => {
+                    ctx.bearer_consumed = true;
+                    Some(principal)
+                }
+                Err(err) => return self.answer(session, ctx, err).await,
+            },
+            None => match self.authenticate(token.as_deref()).await {
+                Ok(principal) => principal,
+                Err(err) => return self.answer(session, ctx, err).await,
+            },
         };
         let Some(route) = self.route(ctx) else {
             return self.answer(session, ctx, GatewayError::Internal).await;
@@ -522,8 +561,18 @@ impl ProxyHttp for Gateway {
             .map(str::to_owned);
         headers::set_forwarded(upstream_request, peer, trusted, "http", host.as_deref())?;
         headers::strip_cookie(upstream_request, &self.sessions.settings().cookie_name)?;
+        if ctx.bearer_consumed {
+            upstream_request.remove_header(&header::AUTHORIZATION);
+        }
         if let Some(principal) = &ctx.principal {
             headers::set_identity(upstream_request, &self.settings.identity_headers, principal)?;
+            if let Some(name) = &self.settings.tokens.assertion_header {
+                let audience = self.route_label(ctx);
+                match self.tokens.assertion(principal, audience) {
+                    Ok(assertion) => upstream_request.insert_header(name.clone(), assertion)?,
+                    Err(e) => tracing::error!(error = %e, "could not sign the identity assertion"),
+                }
+            }
         }
 
         if let (Some(pool), Some(backend)) = (self.pool(ctx), ctx.current_backend)

@@ -82,6 +82,12 @@ pub async fn json(
 pub async fn error(session: &mut Session, err: &GatewayError) -> pingora::Result<()> {
     let status = err.status();
     let mut extra = vec![(header::CACHE_CONTROL, "no-store".to_string())];
+    if let GatewayError::InvalidToken = err {
+        extra.push((
+            header::WWW_AUTHENTICATE,
+            "Bearer error=\"invalid_token\"".to_string(),
+        ));
+    }
     if let GatewayError::TooManyRequests { retry_after } = err {
         extra.push((header::RETRY_AFTER, retry_after.to_string()));
     }

@@ -1,0 +1,203 @@
+//! Bearer JWTs: short-lived access tokens issued by `/token`, accepted on any route, and the
+//! optional signed assertion postern hands to the app. One algorithm is configured and only that
+//! one is accepted (never `none`, never a mismatch); expiry and not-before are checked against
+//! postern's clock, and the user's session epoch must still match.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::clock::Clock;
+use crate::config::{TokenAlgorithm, TokenSettings};
+use crate::policy::Principal;
+use crate::services::StoreHandle;
+use crate::store::{StoreError, User, UserStatus};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("invalid token key: {0}")]
+    Key(String),
+    #[error("the token is not valid")]
+    Invalid,
+    #[error("the database is not connected yet")]
+    Unavailable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub name: String,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    /// The user's session epoch when the token was issued.
+    pub epoch: i64,
+}
+
+/// A token as `/token` returns it.
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_in: u64,
+}
+
+struct CachedUser {
+    epoch: i64,
+    principal: Principal,
+}
+
+pub struct Tokens {
+    settings: TokenSettings,
+    algorithm: Algorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    clock: Arc<dyn Clock>,
+    store: StoreHandle,
+    users: moka::future::Cache<String, Arc<CachedUser>>,
+}
+
+impl Tokens {
+    pub fn new(
+        settings: TokenSettings,
+        clock: Arc<dyn Clock>,
+        store: StoreHandle,
+        user_cache_ttl: Duration,
+    ) -> Result<Self, TokenError> {
+        let key_error = |e: jsonwebtoken::errors::Error| TokenError::Key(e.to_string());
+        let (algorithm, encoding, decoding) = match settings.algorithm {
+            TokenAlgorithm::Hs256 => (
+                Algorithm::HS256,
+                EncodingKey::from_secret(&settings.secret),
+                DecodingKey::from_secret(&settings.secret),
+            ),
+            TokenAlgorithm::EdDsa => (
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_pem(&settings.private_key_pem).map_err(key_error)?,
+                DecodingKey::from_ed_pem(&settings.public_key_pem).map_err(key_error)?,
+            ),
+            TokenAlgorithm::Rs256 => (
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(&settings.private_key_pem).map_err(key_error)?,
+                DecodingKey::from_rsa_pem(&settings.public_key_pem).map_err(key_error)?,
+            ),
+        };
+        let users = moka::future::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(user_cache_ttl.max(Duration::from_millis(1)))
+            .build();
+        Ok(Self {
+            settings,
+            algorithm,
+            encoding,
+            decoding,
+            clock,
+            store,
+            users,
+        })
+    }
+
+    fn sign(&self, claims: &Claims) -> Result<String, TokenError> {
+        jsonwebtoken::encode(&Header::new(self.algorithm), claims, &self.encoding)
+            .map_err(|e| TokenError::Key(e.to_string()))
+    }
+
+    fn claims_for(
+        &self,
+        principal: &Principal,
+        epoch: i64,
+        audience: &str,
+        ttl: Duration,
+    ) -> Claims {
+        let now = self.clock.now();
+        Claims {
+            sub: principal.user_id.clone(),
+            name: principal.username.clone(),
+            email: principal.email.clone(),
+            roles: principal.roles.clone(),
+            iss: self.settings.issuer.clone(),
+            aud: audience.to_string(),
+            iat: now,
+            nbf: now,
+            exp: now + ttl.as_secs() as i64,
+            epoch,
+        }
+    }
+
+    /// An access token for `user`.
+    pub fn issue(&self, user: &User) -> Result<IssuedToken, TokenError> {
+        let principal = super::principal_of(user);
+        let claims = self.claims_for(
+            &principal,
+            user.session_epoch,
+            &self.settings.audience,
+            self.settings.ttl,
+        );
+        Ok(IssuedToken {
+            token: self.sign(&claims)?,
+            expires_in: self.settings.ttl.as_secs(),
+        })
+    }
+
+    /// The short-lived assertion for the app behind route `audience`.
+    pub fn assertion(&self, principal: &Principal, audience: &str) -> Result<String, TokenError> {
+        let claims = self.claims_for(principal, 0, audience, self.settings.assertion_ttl);
+        self.sign(&claims)
+    }
+
+    /// Checks a bearer token: algorithm, signature, issuer, audience, expiry (with leeway) on
+    /// postern's clock, and that the user still exists, is enabled and has the same epoch.
+    pub async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let mut validation = Validation::new(self.algorithm);
+        validation.algorithms = vec![self.algorithm];
+        validation.set_issuer(&[&self.settings.issuer]);
+        validation.set_audience(&[&self.settings.audience]);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.required_spec_claims = ["exp", "nbf", "iss", "aud", "sub"]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|_| TokenError::Invalid)?;
+        let claims = data.claims;
+        let now = self.clock.now();
+        let leeway = self.settings.leeway.as_secs() as i64;
+        if now > claims.exp + leeway || now + leeway < claims.nbf {
+            return Err(TokenError::Invalid);
+        }
+        let user = self
+            .current_user(&claims.sub)
+            .await?
+            .ok_or(TokenError::Invalid)?;
+        if user.epoch != claims.epoch {
+            return Err(TokenError::Invalid);
+        }
+        Ok(user.principal.clone())
+    }
+
+    async fn current_user(&self, user_id: &str) -> Result<Option<Arc<CachedUser>>, TokenError> {
+        if let Some(cached) = self.users.get(user_id).await {
+            return Ok(Some(cached));
+        }
+        let store = self.store.load_full().ok_or(TokenError::Unavailable)?;
+        let Some(user) = store.user_by_id(user_id).await? else {
+            return Ok(None);
+        };
+        if user.status != UserStatus::Enabled {
+            return Ok(None);
+        }
+        let cached = Arc::new(CachedUser {
+            epoch: user.session_epoch,
+            principal: super::principal_of(&user),
+        });
+        self.users.insert(user_id.to_string(), cached.clone()).await;
+        Ok(Some(cached))
+    }
+}
