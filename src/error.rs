@@ -14,6 +14,10 @@ pub enum GatewayError {
     Unauthenticated,
     #[error("you are not allowed to access this resource")]
     Forbidden,
+    #[error("requests from this origin or referring page are not allowed here")]
+    RefererDenied,
+    #[error("this origin may not make cross-origin requests here")]
+    CorsDenied,
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     #[error("the request body is larger than the limit of {limit} bytes")]
@@ -50,7 +54,7 @@ impl GatewayError {
             Self::NoRoute | Self::UnknownEndpoint => StatusCode::NOT_FOUND,
             Self::BadPath(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::RefererDenied | Self::CorsDenied => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
@@ -73,6 +77,8 @@ impl GatewayError {
             Self::BadRequest(_) => "bad_request",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
+            Self::RefererDenied => "referer_denied",
+            Self::CorsDenied => "cors_denied",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NotImplemented(_) => "not_implemented",
@@ -102,6 +108,8 @@ mod tests {
             GatewayError::BadRequest("x"),
             GatewayError::Unauthenticated,
             GatewayError::Forbidden,
+            GatewayError::RefererDenied,
+            GatewayError::CorsDenied,
             GatewayError::MethodNotAllowed,
             GatewayError::PayloadTooLarge { limit: 1 },
             GatewayError::NotImplemented("x"),

@@ -661,3 +661,131 @@ async fn session_checks_are_served_from_the_cache() {
         "logout invalidates the cached entry too"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn referer_allowlists_and_cors() {
+    let app = Upstream::start("app").await;
+    let extra_routes = r#"
+[[routes]]
+name = "images"
+path = "/img/"
+upstream = "app"
+access = "public"
+referer = { allow = ["https://shop.example.com", "*.shop.example.com"], allow_missing = false }
+
+[[routes]]
+name = "cross"
+path = "/xapi/"
+upstream = "app"
+api = true
+cors = { origins = ["https://app.example.com"], methods = ["GET", "POST"], headers = ["Content-Type", "X-Token"], credentials = true, max_age = "5m" }
+"#;
+    let text = config("").replace(
+        "[[routes]]\nname = \"app\"",
+        &format!("{extra_routes}\n[[routes]]\nname = \"app\""),
+    );
+    let p = Postern::start(&text, &[("APP", app.url())]);
+    p.add_user("jo", "jos password", &[]).await;
+    let token = login(&p, "jo", "jos password").await;
+    let c = client();
+    let img = |referer: Option<&str>, origin: Option<&str>| {
+        let mut r = c.get(p.url("/img/logo.png"));
+        if let Some(v) = referer {
+            r = r.header("Referer", v);
+        }
+        if let Some(v) = origin {
+            r = r.header("Origin", v);
+        }
+        r.send()
+    };
+    assert_eq!(
+        img(Some("https://shop.example.com/product/1"), None)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        img(Some("https://m.shop.example.com/"), None)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = img(Some("https://evil.example/hotlink"), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "referer_denied"
+    );
+    assert_eq!(
+        img(None, None).await.unwrap().status(),
+        403,
+        "allow_missing = false"
+    );
+    assert_eq!(
+        img(
+            Some("https://shop.example.com/"),
+            Some("https://evil.example")
+        )
+        .await
+        .unwrap()
+        .status(),
+        403,
+        "Origin wins over Referer"
+    );
+
+    let hits = app.hits();
+    let preflight = c
+        .request(reqwest::Method::OPTIONS, p.url("/xapi/orders"))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type, x-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert_eq!(h["access-control-allow-methods"], "GET, POST");
+    assert_eq!(h["access-control-max-age"], "300");
+    assert_eq!(app.hits(), hits, "postern answers preflights itself");
+    let denied = c
+        .request(reqwest::Method::OPTIONS, p.url("/xapi/orders"))
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+    assert_eq!(
+        denied.json::<Value>().await.unwrap()["error"]["code"],
+        "cors_denied"
+    );
+
+    let r = c
+        .get(p.url("/xapi/orders"))
+        .header("Origin", "https://app.example.com")
+        .header("Cookie", format!("{COOKIE}={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    assert!(r.headers().get_all("vary").iter().any(|v| v == "Origin"));
+    let r = c
+        .get(p.url("/xapi/orders"))
+        .header("Origin", "https://evil.example")
+        .header("Cookie", format!("{COOKIE}={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}

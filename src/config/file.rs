@@ -170,6 +170,26 @@ pub struct RouteSection {
     pub upstream: Option<String>,
     pub strip_prefix: Option<bool>,
     pub api: Option<bool>,
+    pub referer: Option<RefererSection>,
+    pub cors: Option<CorsSection>,
     pub store: Option<String>,
     pub key: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefererSection {
+    pub allow: Vec<String>,
+    pub allow_missing: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSection {
+    pub origins: Vec<String>,
+    pub methods: Option<Vec<String>>,
+    pub headers: Option<Vec<String>>,
+    pub expose_headers: Option<Vec<String>>,
+    pub credentials: Option<bool>,
+    pub max_age: Option<String>,
 }

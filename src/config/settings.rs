@@ -263,5 +263,7 @@ pub struct RouteSettings {
     pub access: Access,
     /// Never redirect to the login page: a missing login is always 401.
     pub api: bool,
+    pub referer: Option<crate::policy::RefererRule>,
+    pub cors: Option<crate::policy::CorsRule>,
     pub target: RouteTarget,
 }

@@ -10,9 +10,10 @@ use http::header::HeaderName;
 use ipnet::IpNet;
 
 use super::Problem;
-use super::file::{FileConfig, RouteSection, StoreSection, UpstreamSection};
+use super::file::{CorsSection, FileConfig, RouteSection, StoreSection, UpstreamSection};
 use super::settings::*;
 use super::units::{SizeValue, parse_duration};
+use crate::policy::{CorsOrigins, CorsRule, OriginPattern, RefererRule};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_OPS_LISTEN: &str = "127.0.0.1:9090";
@@ -734,6 +735,21 @@ fn route_settings(
         Some(value) => parse_access(c, &at("access"), value),
     };
 
+    let referer = r.referer.as_ref().map(|section| RefererRule {
+        allow: section
+            .allow
+            .iter()
+            .enumerate()
+            .filter_map(|(j, p)| {
+                OriginPattern::parse(p)
+                    .map_err(|e| c.report(format!("routes[{i}].referer.allow[{j}]"), e))
+                    .ok()
+            })
+            .collect(),
+        allow_missing: section.allow_missing.unwrap_or(false),
+    });
+    let cors = r.cors.as_ref().map(|section| cors_rule(c, i, section));
+
     let kind = r.kind.as_deref().unwrap_or("upstream");
     let mut forbid = |key: &str, present: bool| {
         if present {
@@ -823,8 +839,81 @@ fn route_settings(
         methods,
         access,
         api: r.api.unwrap_or(false),
+        referer,
+        cors,
         target: target?,
     })
+}
+
+fn cors_rule(c: &mut Checker, i: usize, s: &CorsSection) -> CorsRule {
+    let at = |key: &str| format!("routes[{i}].cors.{key}");
+    let credentials = s.credentials.unwrap_or(false);
+    let origins = if s.origins.iter().any(|o| o == "*") {
+        if credentials {
+            c.report(
+                at("origins"),
+                "\"*\" cannot be combined with credentials = true; list the origins",
+            );
+        }
+        CorsOrigins::Any
+    } else {
+        if s.origins.is_empty() {
+            c.report(at("origins"), "list at least one origin");
+        }
+        CorsOrigins::List(
+            s.origins
+                .iter()
+                .enumerate()
+                .filter_map(|(j, o)| {
+                    OriginPattern::parse(o)
+                        .map_err(|e| c.report(format!("routes[{i}].cors.origins[{j}]"), e))
+                        .ok()
+                })
+                .collect(),
+        )
+    };
+    let methods: Vec<String> = s
+        .methods
+        .clone()
+        .unwrap_or_else(|| vec!["GET".into(), "HEAD".into(), "POST".into()])
+        .into_iter()
+        .map(|m| m.to_ascii_uppercase())
+        .collect();
+    for (j, m) in methods.iter().enumerate() {
+        if Method::from_bytes(m.as_bytes()).is_err() {
+            c.report(
+                format!("routes[{i}].cors.methods[{j}]"),
+                format!("{m:?} is not an HTTP method"),
+            );
+        }
+    }
+    let lower = |list: &Option<Vec<String>>, default: &[&str]| -> Vec<String> {
+        list.clone()
+            .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect()
+    };
+    let headers = lower(&s.headers, &["content-type"]);
+    let expose_headers = lower(&s.expose_headers, &[]);
+    for (key, list) in [("headers", &headers), ("expose_headers", &expose_headers)] {
+        for (j, h) in list.iter().enumerate() {
+            if HeaderName::from_bytes(h.as_bytes()).is_err() {
+                c.report(
+                    format!("routes[{i}].cors.{key}[{j}]"),
+                    format!("{h:?} is not a header name"),
+                );
+            }
+        }
+    }
+    CorsRule {
+        origins,
+        methods,
+        headers,
+        expose_headers,
+        credentials,
+        max_age: c.duration(&at("max_age"), s.max_age.as_ref(), secs(600)),
+    }
 }
 
 fn parse_host_pattern(h: &str) -> Result<HostPattern, String> {

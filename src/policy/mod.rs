@@ -1,5 +1,9 @@
 //! Access decisions: pure functions of a route's rule and who is asking.
 
+mod origin;
+
+pub use origin::{CorsOrigins, CorsRule, OriginPattern, RefererRule};
+
 use crate::config::{Access, RoleMatch};
 
 /// A verified identity, as the identity layer establishes it.

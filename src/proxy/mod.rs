@@ -52,6 +52,8 @@ pub struct RequestCtx {
     principal: Option<Principal>,
     /// The request authenticated with a bearer token, which the app must not see.
     bearer_consumed: bool,
+    /// CORS headers for the response to an allowed cross-origin request.
+    cors_headers: Vec<(&'static str, String)>,
     body: BodyLimit,
     tried_backends: u64,
     attempts: usize,
@@ -209,6 +211,60 @@ impl Gateway {
         }
     }
 
+    /// The route's Referer and CORS rules. `Ok(true)`: a preflight was answered.
+    async fn origin_rules(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool, GatewayError> {
+        let Some(route) = self.route(ctx) else {
+            return Ok(false);
+        };
+        let text = |name: header::HeaderName| {
+            session
+                .req_header()
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let origin = text(header::ORIGIN);
+        if let (Some(cors), Some(origin)) = (&route.cors, &origin)
+            && session.req_header().method == http::Method::OPTIONS
+            && let Some(method) = text(header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            let asked = text(header::ACCESS_CONTROL_REQUEST_HEADERS);
+            let headers = cors
+                .preflight(origin, &method, asked.as_deref())
+                .ok_or(GatewayError::CorsDenied)?;
+            let headers: Vec<(header::HeaderName, String)> = headers
+                .into_iter()
+                .map(|(name, value)| (header::HeaderName::from_static(name), value))
+                .collect();
+            respond::send(
+                session,
+                http::StatusCode::NO_CONTENT,
+                "text/plain",
+                Bytes::new(),
+                &headers,
+            )
+            .await
+            .map_err(|_| GatewayError::Internal)?;
+            return Ok(true);
+        }
+        if let Some(rule) = &route.referer
+            && !rule.allows(origin.as_deref(), text(header::REFERER).as_deref())
+        {
+            return Err(GatewayError::RefererDenied);
+        }
+        if let (Some(cors), Some(origin)) = (&route.cors, &origin)
+            && cors.allows_origin(origin)
+        {
+            ctx.cors_headers = cors.response_headers(origin);
+        }
+        Ok(false)
+    }
+
     /// A missing login: browsers go to the login page, API clients get 401.
     async fn login_required(
         &self,
@@ -362,6 +418,7 @@ impl ProxyHttp for Gateway {
             builtin_rest: None,
             principal: None,
             bearer_consumed: false,
+            cors_headers: Vec::new(),
             body: BodyLimit::new(self.settings.server.max_body_size),
             tried_backends: 0,
             attempts: 0,
@@ -389,6 +446,11 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         if let Err(err) = self.route_request(session, ctx) {
             return self.answer(session, ctx, err).await;
+        }
+        match self.origin_rules(session, ctx).await {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(err) => return self.answer(session, ctx, err).await,
         }
         let token =
             headers::cookie_value(session.req_header(), &self.sessions.settings().cookie_name)
@@ -588,9 +650,16 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         upstream_response: &mut ResponseHeader,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         headers::strip_hop_by_hop_response(upstream_response);
+        for (name, value) in &ctx.cors_headers {
+            if *name == "vary" {
+                upstream_response.append_header(*name, value.as_str())?;
+            } else {
+                upstream_response.insert_header(*name, value.as_str())?;
+            }
+        }
         Ok(())
     }
 

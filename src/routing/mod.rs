@@ -18,6 +18,8 @@ pub struct Route {
     pub methods: Option<Vec<Method>>,
     pub access: Access,
     pub api: bool,
+    pub referer: Option<crate::policy::RefererRule>,
+    pub cors: Option<crate::policy::CorsRule>,
     pub target: RouteTarget,
 }
 
@@ -81,6 +83,8 @@ impl RouteTable {
                 methods: r.methods.clone(),
                 access: r.access.clone(),
                 api: r.api,
+                referer: r.referer.clone(),
+                cors: r.cors.clone(),
                 target: r.target.clone(),
             })
             .collect();
