@@ -28,7 +28,7 @@ pub enum SessionError {
 
 struct Cached {
     record: SessionRecord,
-    principal: Principal,
+    principal: Arc<Principal>,
     /// When the row's `last_seen_at` was last written (throttled by `touch_interval`).
     last_written: AtomicI64,
     idle_expires_at: AtomicI64,
@@ -38,7 +38,7 @@ pub struct Sessions {
     settings: SessionSettings,
     store: StoreHandle,
     clock: Arc<dyn Clock>,
-    cache: moka::future::Cache<String, Arc<Cached>>,
+    cache: moka::sync::Cache<String, Arc<Cached>>,
     metrics: Arc<Metrics>,
 }
 
@@ -58,8 +58,14 @@ pub fn principal_of(user: &User) -> Principal {
 }
 
 fn hash_token(token: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(64);
+    for byte in digest {
+        out.push(HEX[usize::from(byte >> 4)] as char);
+        out.push(HEX[usize::from(byte & 0x0f)] as char);
+    }
+    out
 }
 
 /// Cookie values postern issues are 43 base64url characters; anything else is not worth a lookup.
@@ -77,7 +83,7 @@ impl Sessions {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let cache = moka::future::Cache::builder()
+        let cache = moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(settings.cache_ttl.max(Duration::from_millis(1)))
             .build();
@@ -129,13 +135,13 @@ impl Sessions {
     }
 
     /// The user behind a session cookie value, if the session is valid now.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, SessionError> {
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Arc<Principal>>, SessionError> {
         if !plausible_token(token) {
             return Ok(None);
         }
         let id_hash = hash_token(token);
         let now = self.clock.now();
-        let cached = match self.cache.get(&id_hash).await {
+        let cached = match self.cache.get(&id_hash) {
             Some(cached) => {
                 self.metrics.session_cache.with_label_values(&["hit"]).inc();
                 cached
@@ -147,7 +153,7 @@ impl Sessions {
                         .with_label_values(&["miss"])
                         .inc();
                     let cached = Arc::new(cached);
-                    self.cache.insert(id_hash.clone(), cached.clone()).await;
+                    self.cache.insert(id_hash.clone(), cached.clone());
                     cached
                 }
                 None => return Ok(None),
@@ -155,7 +161,7 @@ impl Sessions {
         };
         let idle_expires = cached.idle_expires_at.load(Ordering::Relaxed);
         if now >= idle_expires || now >= cached.record.absolute_expires_at {
-            self.cache.invalidate(&id_hash).await;
+            self.cache.invalidate(&id_hash);
             self.store()?.delete_session(&id_hash).await?;
             return Ok(None);
         }
@@ -208,7 +214,7 @@ impl Sessions {
             }
         };
         Ok(Some(Cached {
-            principal: principal_of(&user),
+            principal: Arc::new(principal_of(&user)),
             last_written: AtomicI64::new(record.last_seen_at),
             idle_expires_at: AtomicI64::new(record.idle_expires_at),
             record,
@@ -221,7 +227,7 @@ impl Sessions {
             return Ok(false);
         }
         let id_hash = hash_token(token);
-        self.cache.invalidate(&id_hash).await;
+        self.cache.invalidate(&id_hash);
         Ok(self.store()?.delete_session(&id_hash).await?)
     }
 
@@ -259,7 +265,10 @@ mod tests {
 
     #[test]
     fn tokens_are_hashed_and_shape_checked() {
-        assert_eq!(hash_token("abc").len(), 64);
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_ne!(hash_token("abc"), hash_token("abd"));
         assert!(plausible_token(&"a".repeat(43)));
         assert!(!plausible_token(&"a".repeat(42)));

@@ -50,7 +50,7 @@ pub struct IssuedToken {
 
 struct CachedUser {
     epoch: i64,
-    principal: Principal,
+    principal: Arc<Principal>,
 }
 
 pub struct Tokens {
@@ -60,7 +60,7 @@ pub struct Tokens {
     decoding: DecodingKey,
     clock: Arc<dyn Clock>,
     store: StoreHandle,
-    users: moka::future::Cache<String, Arc<CachedUser>>,
+    users: moka::sync::Cache<String, Arc<CachedUser>>,
 }
 
 impl Tokens {
@@ -88,7 +88,7 @@ impl Tokens {
                 DecodingKey::from_rsa_pem(&settings.public_key_pem).map_err(key_error)?,
             ),
         };
-        let users = moka::future::Cache::builder()
+        let users = moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(user_cache_ttl.max(Duration::from_millis(1)))
             .build();
@@ -153,7 +153,7 @@ impl Tokens {
 
     /// Checks a bearer token: algorithm, signature, issuer, audience, expiry (with leeway) on
     /// postern's clock, and that the user still exists, is enabled and has the same epoch.
-    pub async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, TokenError> {
         let mut validation = Validation::new(self.algorithm);
         validation.algorithms = vec![self.algorithm];
         validation.set_issuer(&[&self.settings.issuer]);
@@ -183,7 +183,7 @@ impl Tokens {
     }
 
     async fn current_user(&self, user_id: &str) -> Result<Option<Arc<CachedUser>>, TokenError> {
-        if let Some(cached) = self.users.get(user_id).await {
+        if let Some(cached) = self.users.get(user_id) {
             return Ok(Some(cached));
         }
         let store = self.store.load_full().ok_or(TokenError::Unavailable)?;
@@ -195,9 +195,9 @@ impl Tokens {
         }
         let cached = Arc::new(CachedUser {
             epoch: user.session_epoch,
-            principal: super::principal_of(&user),
+            principal: Arc::new(super::principal_of(&user)),
         });
-        self.users.insert(user_id.to_string(), cached.clone()).await;
+        self.users.insert(user_id.to_string(), cached.clone());
         Ok(Some(cached))
     }
 }

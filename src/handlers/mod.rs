@@ -42,7 +42,7 @@ const MAX_LOGIN_BODY: usize = 16 * 1024;
 
 /// Who is asking, as the proxy established it.
 pub struct Caller {
-    pub principal: Option<Principal>,
+    pub principal: Option<Arc<Principal>>,
     pub session_token: Option<String>,
     pub ip: Option<String>,
 }

@@ -49,7 +49,7 @@ pub struct RequestCtx {
     upstream_uri: Option<String>,
     /// For built-in routes: the path below the route's prefix.
     builtin_rest: Option<String>,
-    principal: Option<Principal>,
+    principal: Option<Arc<Principal>>,
     /// The request authenticated with a bearer token, which the app must not see.
     bearer_consumed: bool,
     /// CORS headers for the response to an allowed cross-origin request.
@@ -186,7 +186,7 @@ impl Gateway {
     }
 
     /// The principal behind a bearer token; a token that does not verify is an error.
-    async fn authenticate_bearer(&self, token: &str) -> Result<Principal, GatewayError> {
+    async fn authenticate_bearer(&self, token: &str) -> Result<Arc<Principal>, GatewayError> {
         match self.tokens.verify(token).await {
             Ok(principal) => Ok(principal),
             Err(TokenError::Invalid) => Err(GatewayError::InvalidToken),
@@ -199,7 +199,10 @@ impl Gateway {
     }
 
     /// The principal behind the session cookie, if any.
-    async fn authenticate(&self, token: Option<&str>) -> Result<Option<Principal>, GatewayError> {
+    async fn authenticate(
+        &self,
+        token: Option<&str>,
+    ) -> Result<Option<Arc<Principal>>, GatewayError> {
         let Some(token) = token else { return Ok(None) };
         match self.sessions.authenticate(token).await {
             Ok(principal) => Ok(principal),
@@ -492,7 +495,7 @@ impl ProxyHttp for Gateway {
             }
             RouteTarget::Assets { .. } | RouteTarget::Upstream { .. } => {}
         }
-        match policy::decide(&route.access, principal.as_ref()) {
+        match policy::decide(&route.access, principal.as_deref()) {
             Decision::Allow => {}
             Decision::Unauthenticated => return self.login_required(session, ctx).await,
             Decision::Forbidden => return self.answer(session, ctx, GatewayError::Forbidden).await,
