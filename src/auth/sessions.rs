@@ -39,7 +39,8 @@ pub struct Sessions {
     store: StoreHandle,
     clock: Arc<dyn Clock>,
     cache: moka::sync::Cache<String, Arc<Cached>>,
-    metrics: Arc<Metrics>,
+    cache_hits: prometheus::IntCounter,
+    cache_misses: prometheus::IntCounter,
 }
 
 /// A freshly created session: the cookie value (shown once, never stored) and its record.
@@ -92,7 +93,8 @@ impl Sessions {
             store,
             clock,
             cache,
-            metrics,
+            cache_hits: metrics.session_cache.with_label_values(&["hit"]),
+            cache_misses: metrics.session_cache.with_label_values(&["miss"]),
         }
     }
 
@@ -143,15 +145,12 @@ impl Sessions {
         let now = self.clock.now();
         let cached = match self.cache.get(&id_hash) {
             Some(cached) => {
-                self.metrics.session_cache.with_label_values(&["hit"]).inc();
+                self.cache_hits.inc();
                 cached
             }
             None => match self.load(&id_hash).await? {
                 Some(cached) => {
-                    self.metrics
-                        .session_cache
-                        .with_label_values(&["miss"])
-                        .inc();
+                    self.cache_misses.inc();
                     let cached = Arc::new(cached);
                     self.cache.insert(id_hash.clone(), cached.clone());
                     cached
