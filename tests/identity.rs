@@ -3,8 +3,9 @@
 
 mod common;
 
+use common::http_client as client;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::{Postern, Upstream, base_config, echoed_header};
 use postern::auth::{Clock, ManualClock};
@@ -60,14 +61,6 @@ upstream = "app"
 "#,
         base_config("")
     )
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
 }
 
 /// Logs in with JSON and returns the session cookie value.

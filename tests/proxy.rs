@@ -2,18 +2,13 @@
 
 mod common;
 
+use common::http_client as client;
+
 use std::time::Duration;
 
 use common::{Postern, Upstream, base_config, dead_address, echoed_header};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
 
 async fn json(resp: reqwest::Response) -> Value {
     resp.json().await.expect("json body")

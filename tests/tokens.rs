@@ -3,8 +3,9 @@
 
 mod common;
 
+use common::http_client as client;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -53,14 +54,6 @@ fn hs256() -> String {
     format!(
         "algorithm = \"HS256\"\nsecret = \"{SECRET}\"\nassertion_header = \"X-Postern-Assertion\""
     )
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
 }
 
 async fn issue(p: &Postern, user: &str, password: &str) -> String {

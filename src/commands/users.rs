@@ -188,22 +188,6 @@ async fn find(store: &Store, name: &str) -> Result<User, CommandError> {
         .ok_or_else(|| CommandError::NoSuchUser(name.to_string()))
 }
 
-fn user_json(user: &User) -> serde_json::Value {
-    json!({
-        "id": user.id,
-        "username": user.username,
-        "email": user.email,
-        "given_name": user.given_name,
-        "surname": user.surname,
-        "status": user.status.as_str(),
-        "roles": user.roles,
-        "has_password": user.password_hash.is_some(),
-        "locked_until": user.locked_until,
-        "created_at": user.created_at,
-        "updated_at": user.updated_at,
-    })
-}
-
 async fn audit(
     store: &Store,
     kind: &str,
@@ -273,7 +257,7 @@ async fn execute(
             }
             let users = store.list_users(limit, offset).await?;
             if json {
-                let list: Vec<_> = users.iter().map(user_json).collect();
+                let list: Vec<_> = users.iter().map(User::public_json).collect();
                 println!("{}", serde_json::Value::Array(list));
             } else {
                 println!("{:<24} {:<32} {:<10} ROLES", "USERNAME", "EMAIL", "STATUS");
@@ -291,7 +275,7 @@ async fn execute(
         UserCommand::Show { name, json } => {
             let user = find(&store, &name).await?;
             if json {
-                println!("{}", user_json(&user));
+                println!("{}", user.public_json());
             } else {
                 let locked = match user.locked_until {
                     Some(t) if t > now() => format!("until {t} (unix time)"),

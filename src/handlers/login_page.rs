@@ -1,19 +1,6 @@
 //! The HTML login page: self-contained (no external assets), accessible, with a CSRF token.
 
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::proxy::respond::escape_html as escape;
 
 pub fn render(
     action: &str,

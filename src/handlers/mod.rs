@@ -71,18 +71,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub fn user_json(user: &User) -> serde_json::Value {
-    json!({
-        "id": user.id,
-        "username": user.username,
-        "email": user.email,
-        "given_name": user.given_name,
-        "surname": user.surname,
-        "status": user.status.as_str(),
-        "roles": user.roles,
-    })
-}
-
 /// A login attempt, from JSON or a form.
 struct Credentials {
     login: String,
@@ -428,7 +416,7 @@ impl Builtin {
             .await
             .map_err(|_| GatewayError::Internal);
         }
-        respond::json(session, StatusCode::OK, &user_json(&user), &[cookie])
+        respond::json(session, StatusCode::OK, &user.public_json(), &[cookie])
             .await
             .map_err(|_| GatewayError::Internal)
     }
@@ -525,7 +513,7 @@ impl Builtin {
             .await
             .map_err(|_| GatewayError::Unavailable("the user database"))?
             .ok_or(GatewayError::Unauthenticated)?;
-        respond::json(session, StatusCode::OK, &user_json(&user), &[])
+        respond::json(session, StatusCode::OK, &user.public_json(), &[])
             .await
             .map_err(|_| GatewayError::Internal)
     }

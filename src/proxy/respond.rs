@@ -133,7 +133,7 @@ fn html_page(status: StatusCode, message: &str) -> String {
     )
 }
 
-fn escape_html(text: &str) -> String {
+pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

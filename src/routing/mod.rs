@@ -4,29 +4,30 @@ mod path;
 
 use http::Method;
 
-use crate::config::{Access, HostPattern, RouteSettings, RouteTarget};
+use crate::config::{HostPattern, RouteSettings};
 
 pub use path::{PathError, normalize_path};
 
+/// A route of the table: its settings (through `Deref`) and its position.
 #[derive(Debug)]
 pub struct Route {
     pub index: usize,
-    pub name: String,
-    pub host: Option<HostPattern>,
-    /// Matched prefix; `/public/` also matches `/public`, `/api` also matches `/api/…` but not `/apix`.
-    pub prefix: String,
-    pub methods: Option<Vec<Method>>,
-    pub access: Access,
-    pub api: bool,
-    pub referer: Option<crate::policy::RefererRule>,
-    pub cors: Option<crate::policy::CorsRule>,
-    pub target: RouteTarget,
+    settings: RouteSettings,
+}
+
+impl std::ops::Deref for Route {
+    type Target = RouteSettings;
+
+    fn deref(&self) -> &RouteSettings {
+        &self.settings
+    }
 }
 
 impl Route {
     /// The request path with this route's prefix removed, always starting with `/`.
+    /// `/public/` also matches `/public`; `/api` matches `/api/…` but not `/apix`.
     pub fn strip_prefix<'a>(&self, path: &'a str) -> &'a str {
-        let base = self.prefix.trim_end_matches('/');
+        let base = self.path.trim_end_matches('/');
         match path.get(base.len()..) {
             Some(rest) if rest.starts_with('/') => rest,
             _ => "/",
@@ -34,7 +35,7 @@ impl Route {
     }
 
     fn matches_path(&self, path: &str) -> bool {
-        let prefix = self.prefix.as_str();
+        let prefix = self.path.as_str();
         if let Some(base) = prefix.strip_suffix('/') {
             path.starts_with(prefix) || path == base
         } else {
@@ -77,15 +78,7 @@ impl RouteTable {
             .enumerate()
             .map(|(index, r)| Route {
                 index,
-                name: r.name.clone(),
-                host: r.host.clone(),
-                prefix: r.path.clone(),
-                methods: r.methods.clone(),
-                access: r.access.clone(),
-                api: r.api,
-                referer: r.referer.clone(),
-                cors: r.cors.clone(),
-                target: r.target.clone(),
+                settings: r.clone(),
             })
             .collect();
         Self { routes }

@@ -49,6 +49,25 @@ pub struct User {
     pub roles: Vec<String>,
 }
 
+impl User {
+    /// Everything about the user that may be shown: never the hash.
+    pub fn public_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "username": self.username,
+            "email": self.email,
+            "given_name": self.given_name,
+            "surname": self.surname,
+            "status": self.status.as_str(),
+            "roles": self.roles,
+            "has_password": self.password_hash.is_some(),
+            "locked_until": self.locked_until,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct NewUser {
     pub username: String,

@@ -23,6 +23,15 @@ use postern::{ServeOptions, build_server_with_clock};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+/// The HTTP client tests use: no redirects followed (they are what tests look at), 20 s timeout.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
