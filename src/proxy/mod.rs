@@ -124,8 +124,7 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<(), GatewayError> {
-        let owned: Vec<&header::HeaderName> = self.owned_headers.iter().collect();
-        headers::strip_identity_headers(session.req_header_mut(), &owned);
+        headers::strip_identity_headers(session.req_header_mut(), &self.owned_headers);
 
         let req = session.req_header();
         let raw_path = req.uri.path();
