@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, users::UserCommand};
+use crate::commands::{
+    self,
+    users::{RoleCommand, UserCommand},
+};
 use crate::server::ServeOptions;
 
 /// postern: reverse-proxy asset gateway.
@@ -37,6 +40,25 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage roles.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Show the audit trail, newest first.
+    Events {
+        /// Username or email.
+        #[arg(long)]
+        user: Option<String>,
+        /// Event kind, e.g. login.failure.
+        #[arg(long)]
+        kind: Option<String>,
+        /// How far back: a duration ("1h", "7d") or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -48,5 +70,22 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check => commands::check(config),
         Command::Migrate => commands::users::migrate(config),
         Command::User(command) => commands::users::run(config, command),
+        Command::Role(command) => commands::users::run_role(config, command),
+        Command::Events {
+            user,
+            kind,
+            since,
+            limit,
+            json,
+        } => commands::users::events(
+            config,
+            commands::users::EventQuery {
+                user,
+                kind,
+                since,
+                limit,
+                json,
+            },
+        ),
     }
 }

@@ -11,7 +11,10 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-use crate::auth::{Clock, Lockout, Passwords, Sessions, SystemClock, Tokens};
+use crate::auth::{
+    Bootstrap, BootstrapError, Clock, Lockout, Passwords, Sessions, SystemClock, Tokens,
+    bootstrap_admin,
+};
 use crate::config::{RouteTarget, Settings, StoreSettings};
 use crate::handlers::Builtin;
 use crate::metrics::Metrics;
@@ -56,15 +59,18 @@ pub struct Built {
 /// Connects once and applies migrations, so that `serve` fails at start (not at the first login)
 /// when the database is unusable. Runs on its own thread and runtime: the serving pool is opened
 /// later inside Pingora's runtime.
-fn migrate_database(url: &str) -> Result<(), BuildError> {
+fn prepare_database(settings: &Settings, passwords: &Passwords) -> Result<(), BuildError> {
+    let url = settings.database.url.clone();
     let failed = |source| BuildError::Database {
-        url: redact_url(url),
+        url: redact_url(&url),
         source,
     };
-    if let Some(parent) = crate::commands::users::sqlite_parent(url) {
+    if let Some(parent) = crate::commands::users::sqlite_parent(&url) {
         ensure_dir(&parent)?;
     }
-    let url_owned = url.to_string();
+    let bootstrap = settings.bootstrap.clone();
+    let passwords = passwords.clone();
+    let url_owned = url.clone();
     let outcome = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -72,13 +78,37 @@ fn migrate_database(url: &str) -> Result<(), BuildError> {
             .map_err(|e| StoreError::Invalid(format!("cannot start a runtime: {e}")))?;
         runtime.block_on(async {
             let store = Store::open(&url_owned, 1).await?;
+            let created = bootstrap_admin(&store, &bootstrap, &passwords, SystemClock.now()).await;
             store.close().await;
-            Ok::<(), StoreError>(())
+            match created {
+                Ok(outcome) => Ok(outcome),
+                Err(BootstrapError::Store(e)) => Err(e),
+                Err(BootstrapError::Password(e)) => Err(StoreError::Invalid(e.to_string())),
+            }
         })
     })
     .join()
-    .map_err(|_| failed(StoreError::Invalid("the migration thread panicked".into())))?;
-    outcome.map_err(failed)
+    .map_err(|_| failed(StoreError::Invalid("the database thread panicked".into())))?;
+    match outcome.map_err(failed)? {
+        Bootstrap::Created {
+            generated_password: Some(password),
+        } => tracing::warn!(
+            "created user \"admin\" with role admin and password {password} \
+             (shown only this once: log in and change it)"
+        ),
+        Bootstrap::Created {
+            generated_password: None,
+        } => {
+            tracing::info!(
+                "created user \"admin\" with role admin and the configured bootstrap password"
+            )
+        }
+        Bootstrap::NameTaken => tracing::warn!(
+            "nobody holds the role admin and a user named admin exists without it: grant it with `postern user add-role admin admin`"
+        ),
+        Bootstrap::NotNeeded => {}
+    }
+    Ok(())
 }
 
 /// The URL without its password, for messages.
@@ -147,7 +177,8 @@ pub fn build_server_with_clock(
         }
     }
 
-    migrate_database(&settings.database.url)?;
+    let passwords = Passwords::new(settings.passwords.hash, settings.server.threads)?;
+    prepare_database(&settings, &passwords)?;
     let store: StoreHandle = Arc::default();
 
     let metrics = Arc::new(Metrics::new()?);
@@ -174,7 +205,6 @@ pub fn build_server_with_clock(
         clock.clone(),
         metrics.clone(),
     ));
-    let passwords = Passwords::new(settings.passwords.hash, settings.server.threads)?;
     if settings.tokens.secret_is_random {
         tracing::warn!(
             "tokens.secret is not set: bearer tokens are signed with a random key that lives as long as this process"

@@ -272,6 +272,21 @@ async fn serves_the_built_in_config_and_drains_on_sigterm() {
         log.contains(&format!("proxy listening on http://{listen}")),
         "{log}"
     );
+    let password = log
+        .split("created user \"admin\" with role admin and password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the bootstrap admin's password is logged once")
+        .to_string();
+    let resp = client
+        .post(format!("http://{listen}/_postern/login"))
+        .json(&serde_json::json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the newcomer can log in as admin");
+    let me: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(me["roles"], serde_json::json!(["admin"]));
     assert!(
         log.contains(&format!("ops listening on http://{ops}")),
         "{log}"

@@ -226,3 +226,82 @@ async fn user_lifecycle_from_the_command_line() {
     assert_eq!((code, err.trim()), (1, "postern: no user named \"alice\""));
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_and_events_from_the_command_line() {
+    let cli = Cli::new();
+    assert!(
+        cli.ok(
+            &["role", "add", "editors", "--description", "may edit"],
+            None
+        )
+        .contains("created")
+    );
+    let (code, _, err) = cli.run(&["role", "add", "editors"], None);
+    assert_eq!((code, err.trim()), (1, "postern: role already exists"));
+    let (code, _, _) = cli.run(&["role", "add", "bad role"], None);
+    assert_eq!(code, 2);
+    cli.ok(
+        &[
+            "user",
+            "add",
+            "zed",
+            "--email",
+            "zed@example.com",
+            "--role",
+            "editors",
+        ],
+        None,
+    );
+
+    let roles: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["role", "list", "--json"], None)).unwrap();
+    assert_eq!(
+        roles,
+        serde_json::json!([{"name": "editors", "description": "may edit", "users": 1}])
+    );
+    let (code, _, err) = cli.run(&["role", "remove", "editors"], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("held by 1 user(s)"), "{err}");
+    cli.ok(&["role", "remove", "editors", "--force"], None);
+    let store = cli.store().await;
+    assert!(
+        store
+            .user_by_login("zed")
+            .await
+            .unwrap()
+            .unwrap()
+            .roles
+            .is_empty()
+    );
+
+    let events: serde_json::Value = serde_json::from_str(&cli.ok(
+        &[
+            "events",
+            "--kind",
+            "role.deleted",
+            "--since",
+            "1h",
+            "--json",
+        ],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(events.as_array().unwrap().len(), 1);
+    assert_eq!(
+        events[0]["detail"],
+        serde_json::json!({"role": "editors", "forced": true})
+    );
+    let zed_events: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["events", "--user", "zed", "--json"], None)).unwrap();
+    assert_eq!(zed_events[0]["kind"], "user.created");
+    let table = cli.ok(&["events", "--limit", "2"], None);
+    assert_eq!(
+        table.lines().count(),
+        3,
+        "a header and two events:\n{table}"
+    );
+    let (code, _, _) = cli.run(&["events", "--since", "whenever"], None);
+    assert_eq!(code, 2);
+    store.close().await;
+}

@@ -1,11 +1,13 @@
 //! Authentication: passwords, sessions and the clock they run on.
 
+mod bootstrap;
 mod clock;
 mod lockout;
 mod password;
 mod sessions;
 mod tokens;
 
+pub use bootstrap::{ADMIN_ROLE, Bootstrap, BootstrapError, bootstrap_admin};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use lockout::{Admission, Lockout};
 pub use password::{HashParams, PasswordError, Passwords, Verified};

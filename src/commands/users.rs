@@ -1,4 +1,5 @@
-//! `postern migrate` and `postern user …`: the same database as the server, from a shell.
+//! `postern migrate`, `postern user …`, `postern role …` and `postern events`: the same database
+//! as the server, from a shell.
 
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
@@ -65,6 +66,35 @@ pub enum UserCommand {
     Delete { name: String },
     /// End every session of a user, on every instance.
     RevokeSessions { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum RoleCommand {
+    /// List roles and how many users hold each.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a role.
+    Add {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a role; refused while users hold it unless --force.
+    Remove {
+        name: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+pub struct EventQuery {
+    pub user: Option<String>,
+    pub kind: Option<String>,
+    pub since: Option<String>,
+    pub limit: i64,
+    pub json: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -375,4 +405,117 @@ async fn execute(
         }
     }
     Ok(())
+}
+
+pub fn run_role(config_path: Option<&Path>, command: RoleCommand) -> ExitCode {
+    with_store(config_path, |_, store| async move {
+        match command {
+            RoleCommand::List { json } => {
+                let roles = store.roles().await?;
+                if json {
+                    let list: Vec<_> = roles
+                        .iter()
+                        .map(|r| json!({"name": r.name, "description": r.description, "users": r.users}))
+                        .collect();
+                    println!("{}", serde_json::Value::Array(list));
+                } else {
+                    println!("{:<24} {:>6}  DESCRIPTION", "ROLE", "USERS");
+                    for r in &roles {
+                        println!("{:<24} {:>6}  {}", r.name, r.users, r.description);
+                    }
+                }
+            }
+            RoleCommand::Add { name, description } => {
+                store.create_role(&name, &description, now()).await?;
+                let event = NewEvent {
+                    kind: "role.created".into(),
+                    actor: Some(actor()),
+                    detail: json!({"role": name}),
+                    ..NewEvent::default()
+                };
+                store.record_event(&event, now()).await?;
+                println!("role {name} created");
+            }
+            RoleCommand::Remove { name, force } => {
+                store.delete_role(&name, force, now()).await?;
+                let event = NewEvent {
+                    kind: "role.deleted".into(),
+                    actor: Some(actor()),
+                    detail: json!({"role": name, "forced": force}),
+                    ..NewEvent::default()
+                };
+                store.record_event(&event, now()).await?;
+                println!("role {name} deleted");
+            }
+        }
+        Ok(())
+    })
+}
+
+/// `--since`: a duration back from now ("90m", "7d") or an RFC 3339 time.
+fn parse_since(text: &str, now: i64) -> Result<i64, CommandError> {
+    if let Ok(ago) = crate::config::parse_duration(text) {
+        return Ok(now - ago.as_secs() as i64);
+    }
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .ok_or_else(|| CommandError::Usage(format!("--since {text:?}: use a duration such as 1h or 7d, or a time such as 2026-11-01T00:00:00Z")))
+}
+
+pub fn events(config_path: Option<&Path>, query: EventQuery) -> ExitCode {
+    with_store(config_path, |_, store| async move {
+        if !(1..=1000).contains(&query.limit) {
+            return Err(CommandError::Usage("--limit must be 1-1000".into()));
+        }
+        let user_id = match &query.user {
+            Some(name) => Some(find(&store, name).await?.id),
+            None => None,
+        };
+        let since = query
+            .since
+            .as_deref()
+            .map(|s| parse_since(s, now()))
+            .transpose()?;
+        let filter = crate::store::EventFilter {
+            user_id,
+            kind: query.kind.clone(),
+            since,
+            until: None,
+            limit: query.limit,
+            offset: 0,
+        };
+        let events = store.events(&filter).await?;
+        if query.json {
+            let list: Vec<_> = events
+                .iter()
+                .map(|e| {
+                    json!({"id": e.id, "kind": e.kind, "user_id": e.user_id, "actor": e.actor,
+                           "ip": e.ip, "user_agent": e.user_agent, "detail": e.detail, "time": e.created_at})
+                })
+                .collect();
+            println!("{}", serde_json::Value::Array(list));
+        } else {
+            println!(
+                "{:<20} {:<24} {:<36} {:<16} DETAIL",
+                "TIME", "KIND", "USER", "IP"
+            );
+            for e in &events {
+                let time = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH
+                        + std::time::Duration::from_secs(e.created_at.max(0) as u64),
+                );
+                println!(
+                    "{:<20} {:<24} {:<36} {:<16} {}",
+                    time.to_string().trim_end_matches('Z'),
+                    e.kind,
+                    e.user_id.as_deref().unwrap_or("-"),
+                    e.ip.as_deref().unwrap_or("-"),
+                    e.detail
+                );
+            }
+        }
+        Ok(())
+    })
 }

@@ -29,6 +29,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub tokens: TokensSection,
     #[serde(default)]
+    pub bootstrap: BootstrapSection,
+    #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamSection>,
     #[serde(default)]
     pub stores: BTreeMap<String, StoreSection>,
@@ -83,6 +85,13 @@ pub struct PasswordsSection {
     pub iterations: Option<u32>,
     pub parallelism: Option<u32>,
     pub min_length: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootstrapSection {
+    pub admin: Option<bool>,
+    pub admin_password: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -19,6 +19,7 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub lockout: LockoutSettings,
     pub tokens: TokenSettings,
+    pub bootstrap: BootstrapSettings,
     pub upstreams: Vec<UpstreamSettings>,
     pub stores: Vec<StoreSettings>,
     pub routes: Vec<RouteSettings>,
@@ -65,6 +66,27 @@ pub struct DatabaseSettings {
 pub struct PasswordSettings {
     pub hash: crate::auth::HashParams,
     pub min_length: usize,
+}
+
+/// What `serve` does on a database where nobody holds the role `admin`.
+#[derive(Clone)]
+pub struct BootstrapSettings {
+    /// Create user `admin` with role `admin`.
+    pub admin: bool,
+    /// Its password; a random one, logged once, when `None`.
+    pub admin_password: Option<String>,
+}
+
+impl std::fmt::Debug for BootstrapSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapSettings")
+            .field("admin", &self.admin)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "***"),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

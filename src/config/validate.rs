@@ -104,6 +104,25 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
     let sessions = session_settings(&mut c, &file);
     let lockout = lockout_settings(&mut c, &file);
     let tokens = token_settings(&mut c, &file);
+    let bootstrap = BootstrapSettings {
+        admin: file.bootstrap.admin.unwrap_or(true),
+        admin_password: file
+            .bootstrap
+            .admin_password
+            .clone()
+            .filter(|p| !p.is_empty()),
+    };
+    if let Some(pw) = &bootstrap.admin_password
+        && pw.chars().count() < passwords.min_length
+    {
+        c.report(
+            "bootstrap.admin_password",
+            format!(
+                "must be at least passwords.min_length ({}) characters",
+                passwords.min_length
+            ),
+        );
+    }
     let upstreams: Vec<UpstreamSettings> = file
         .upstreams
         .iter()
@@ -145,6 +164,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
             sessions,
             lockout,
             tokens,
+            bootstrap,
             upstreams,
             stores,
             routes,

@@ -13,7 +13,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use events::{Event, EventFilter, NewEvent};
 pub use sessions::SessionRecord;
-pub use users::{NewUser, User, UserStatus};
+pub use users::{NewUser, RoleInfo, User, UserStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -29,6 +29,8 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    InUse(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]

@@ -461,3 +461,92 @@ async fn bump_epoch(
     }
     Ok(())
 }
+
+/// A role and how many users hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleInfo {
+    pub name: String,
+    pub description: String,
+    pub users: i64,
+    pub created_at: i64,
+}
+
+impl Store {
+    pub async fn count_role_holders(&self, role: &str) -> Result<i64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM user_roles WHERE role = $1")
+            .bind(role)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count)
+    }
+
+    pub async fn roles(&self) -> Result<Vec<RoleInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.name, r.description, r.created_at, \
+             (SELECT COUNT(*) FROM user_roles ur WHERE ur.role = r.name) AS users \
+             FROM roles r ORDER BY r.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RoleInfo {
+                    name: row.try_get("name")?,
+                    description: row.try_get("description")?,
+                    users: row.try_get("users")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn create_role(
+        &self,
+        name: &str,
+        description: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        validate_role(name)?;
+        sqlx::query("INSERT INTO roles (name, description, created_at) VALUES ($1, $2, $3)")
+            .bind(name)
+            .bind(description)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::from_write(e, "role"))?;
+        Ok(())
+    }
+
+    /// Deletes a role; refused while users hold it unless `force`, which also takes it from them
+    /// (ending their sessions).
+    pub async fn delete_role(&self, name: &str, force: bool, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let holders: Vec<String> =
+            sqlx::query_scalar("SELECT user_id FROM user_roles WHERE role = $1")
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?;
+        if !holders.is_empty() && !force {
+            return Err(StoreError::InUse(format!(
+                "role {name:?} is held by {} user(s); remove it from them first or force",
+                holders.len()
+            )));
+        }
+        for user_id in &holders {
+            bump_epoch(&mut tx, user_id, now).await?;
+        }
+        sqlx::query("DELETE FROM user_roles WHERE role = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM roles WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("role"));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
