@@ -65,7 +65,7 @@ fn prepare_database(settings: &Settings, passwords: &Passwords) -> Result<(), Bu
         url: redact_url(&url),
         source,
     };
-    if let Some(parent) = crate::commands::users::sqlite_parent(&url) {
+    if let Some(parent) = crate::store::sqlite_parent(&url) {
         ensure_dir(&parent)?;
     }
     let bootstrap = settings.bootstrap.clone();

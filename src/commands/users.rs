@@ -156,7 +156,7 @@ where
         }
     };
     let result = runtime.block_on(async {
-        if let Some(parent) = sqlite_parent(&settings.database.url) {
+        if let Some(parent) = crate::store::sqlite_parent(&settings.database.url) {
             std::fs::create_dir_all(&parent).map_err(|e| {
                 CommandError::Usage(format!("cannot create {}: {e}", parent.display()))
             })?;
@@ -173,11 +173,6 @@ where
             ExitCode::from(err.exit_code())
         }
     }
-}
-
-pub(crate) fn sqlite_parent(url: &str) -> Option<std::path::PathBuf> {
-    let path = url.strip_prefix("sqlite://")?.split('?').next()?;
-    Path::new(path).parent().map(Path::to_path_buf)
 }
 
 pub fn migrate(config_path: Option<&Path>) -> ExitCode {

@@ -65,6 +65,14 @@ pub fn backend_of(url: &str) -> Option<Backend> {
     }
 }
 
+/// The directory a `sqlite://` database file lives in (created before first use).
+pub fn sqlite_parent(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite://")?.split('?').next()?;
+    std::path::Path::new(path)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+}
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
