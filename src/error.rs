@@ -44,6 +44,15 @@ pub enum GatewayError {
     TooManyRequests { retry_after: i64 },
     #[error("{0} is temporarily unavailable")]
     Unavailable(&'static str),
+    #[error("{field}: {message}")]
+    Validation {
+        field: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no such {0}")]
+    Missing(&'static str),
     #[error("internal error")]
     Internal,
 }
@@ -64,6 +73,9 @@ impl GatewayError {
             Self::CsrfFailed => StatusCode::FORBIDDEN,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Missing(_) => StatusCode::NOT_FOUND,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -90,6 +102,9 @@ impl GatewayError {
             Self::CsrfFailed => "csrf_failed",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unavailable(_) => "unavailable",
+            Self::Validation { .. } => "validation_failed",
+            Self::Conflict(_) => "conflict",
+            Self::Missing(_) => "not_found",
             Self::TooManyRequests { .. } => "too_many_requests",
             Self::Internal => "internal_error",
         }
@@ -122,6 +137,12 @@ mod tests {
             GatewayError::CsrfFailed,
             GatewayError::UnsupportedMediaType,
             GatewayError::Unavailable("x"),
+            GatewayError::Validation {
+                field: "x",
+                message: "y".into(),
+            },
+            GatewayError::Conflict("x".into()),
+            GatewayError::Missing("x"),
             GatewayError::TooManyRequests { retry_after: 1 },
             GatewayError::Internal,
         ];

@@ -17,6 +17,7 @@ use crate::auth::{
 };
 use crate::config::{RouteTarget, Settings, StoreSettings};
 use crate::handlers::Builtin;
+use crate::handlers::admin::Admin;
 use crate::metrics::Metrics;
 use crate::ops::OpsApp;
 use crate::proxy::Gateway;
@@ -229,6 +230,14 @@ pub fn build_server_with_clock(
             store: store.clone(),
             metrics: metrics.clone(),
             body_timeout: settings.server.client_timeout,
+            admin: Admin {
+                store: store.clone(),
+                sessions: sessions.clone(),
+                tokens: tokens.clone(),
+                passwords: passwords.clone(),
+                min_password_length: settings.passwords.min_length,
+                body_timeout: settings.server.client_timeout,
+            },
         });
     let gateway = Gateway::new(
         settings.clone(),

@@ -86,6 +86,7 @@ impl Sessions {
     ) -> Self {
         let cache = moka::sync::Cache::builder()
             .max_capacity(100_000)
+            .support_invalidation_closures()
             .time_to_live(settings.cache_ttl.max(Duration::from_millis(1)))
             .build();
         Self {
@@ -228,6 +229,18 @@ impl Sessions {
         let id_hash = hash_token(token);
         self.cache.invalidate(&id_hash);
         Ok(self.store()?.delete_session(&id_hash).await?)
+    }
+
+    /// Drops a user's cached sessions on this instance, so that a revocation or a change of
+    /// roles or status applies to the very next request.
+    pub fn forget_user(&self, user_id: &str) {
+        let user_id = user_id.to_string();
+        if let Err(e) = self
+            .cache
+            .invalidate_entries_if(move |_, cached| cached.record.user_id == user_id)
+        {
+            tracing::warn!(error = %e, "could not invalidate cached sessions");
+        }
     }
 
     /// `Set-Cookie` value carrying a new session.

@@ -182,6 +182,11 @@ impl Tokens {
         Ok(user.principal.clone())
     }
 
+    /// Drops the cached state of a user, so that a change applies to the next request.
+    pub fn forget_user(&self, user_id: &str) {
+        self.users.invalidate(user_id);
+    }
+
     async fn current_user(&self, user_id: &str) -> Result<Option<Arc<CachedUser>>, TokenError> {
         if let Some(cached) = self.users.get(user_id) {
             return Ok(Some(cached));

@@ -2,6 +2,7 @@
 //! Endpoints the contract names that later parts provide answer 501 `not_implemented`, so that
 //! clients get a clear answer instead of a request passed to the app.
 
+pub mod admin;
 mod login_page;
 mod return_to;
 
@@ -32,7 +33,6 @@ const PLANNED: &[(&str, &str)] = &[
     ("change", "password change"),
     ("expired", "expired-password change"),
     ("password-policy", "the password policy endpoint"),
-    ("admin", "the admin API"),
     ("files", "the file API"),
     ("assets", "asset links"),
 ];
@@ -59,6 +59,7 @@ pub struct Builtin {
     pub metrics: Arc<Metrics>,
     /// How long reading a request body may take.
     pub body_timeout: Duration,
+    pub admin: admin::Admin,
 }
 
 fn random_token() -> String {
@@ -116,6 +117,11 @@ impl Builtin {
             ("logout", Method::POST) => self.logout(session, caller).await,
             ("me", Method::GET | Method::HEAD) => self.me(session, caller).await,
             ("token", Method::POST) => self.token(session, caller).await,
+            (path, _) if path == "admin" || path.starts_with("admin/") => {
+                self.admin
+                    .handle(session, &path["admin".len()..], caller)
+                    .await
+            }
             ("login" | "logout" | "me" | "token", _) => Err(GatewayError::MethodNotAllowed),
             _ => {
                 let first = endpoint.split('/').next().unwrap_or("");

@@ -113,7 +113,11 @@ pub async fn error(session: &mut Session, err: &GatewayError) -> pingora::Result
 }
 
 pub fn json_body(err: &GatewayError) -> String {
-    serde_json::json!({"error": {"code": err.code(), "message": err.to_string()}}).to_string()
+    let mut body = serde_json::json!({"error": {"code": err.code(), "message": err.to_string()}});
+    if let GatewayError::Validation { field, .. } = err {
+        body["error"]["field"] = serde_json::json!(field);
+    }
+    body.to_string()
 }
 
 fn html_page(status: StatusCode, message: &str) -> String {

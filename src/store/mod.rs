@@ -13,7 +13,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use events::{Event, EventFilter, NewEvent};
 pub use sessions::SessionRecord;
-pub use users::{NewUser, RoleInfo, User, UserStatus};
+pub use users::{NewUser, ProfileUpdate, RoleInfo, User, UserFilter, UserStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

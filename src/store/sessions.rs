@@ -17,6 +17,20 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
 }
 
+fn record_from_row(row: &sqlx::any::AnyRow) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        id_hash: row.try_get("id_hash")?,
+        user_id: row.try_get("user_id")?,
+        epoch: row.try_get("epoch")?,
+        created_at: row.try_get("created_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        idle_expires_at: row.try_get("idle_expires_at")?,
+        absolute_expires_at: row.try_get("absolute_expires_at")?,
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+    })
+}
+
 impl Store {
     pub async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         sqlx::query(
@@ -46,18 +60,36 @@ impl Store {
         .bind(id_hash)
         .fetch_optional(self.pool())
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(SessionRecord {
-            id_hash: row.try_get("id_hash")?,
-            user_id: row.try_get("user_id")?,
-            epoch: row.try_get("epoch")?,
-            created_at: row.try_get("created_at")?,
-            last_seen_at: row.try_get("last_seen_at")?,
-            idle_expires_at: row.try_get("idle_expires_at")?,
-            absolute_expires_at: row.try_get("absolute_expires_at")?,
-            ip: row.try_get("ip")?,
-            user_agent: row.try_get("user_agent")?,
-        }))
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    /// A user's sessions, newest first.
+    pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id_hash, user_id, epoch, created_at, last_seen_at, idle_expires_at, \
+             absolute_expires_at, ip, user_agent FROM sessions WHERE user_id = $1 ORDER BY created_at DESC",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Ends one session of a user, named by the start of its stored hash (never the cookie value).
+    pub async fn delete_user_session(
+        &self,
+        user_id: &str,
+        handle: &str,
+    ) -> Result<bool, StoreError> {
+        if handle.len() < 16 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(false);
+        }
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash LIKE $2")
+            .bind(user_id)
+            .bind(format!("{}%", handle.to_ascii_lowercase()))
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn touch_session(

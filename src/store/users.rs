@@ -69,6 +69,24 @@ impl User {
 }
 
 #[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    pub status: Option<UserStatus>,
+    pub role: Option<String>,
+    /// Case-insensitive substring of username, email or names.
+    pub text: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProfileUpdate {
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub surname: Option<String>,
+    pub custom_data: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct NewUser {
     pub username: String,
     pub email: String,
@@ -241,12 +259,37 @@ impl Store {
         Ok(roles)
     }
 
-    pub async fn list_users(&self, limit: i64, offset: i64) -> Result<Vec<User>, StoreError> {
-        let sql =
-            format!("SELECT {USER_COLUMNS} FROM users ORDER BY lower(username) LIMIT $1 OFFSET $2");
+    /// Users matching `filter`, by username, and how many match in all.
+    pub async fn search_users(&self, filter: &UserFilter) -> Result<(Vec<User>, i64), StoreError> {
+        let pattern = filter.text.as_ref().map(|t| {
+            let escaped = t
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let status = filter.status.map(UserStatus::as_str);
+        let condition = "($1 IS NULL OR status = $1) \
+             AND ($2 IS NULL OR EXISTS (SELECT 1 FROM user_roles ur WHERE ur.user_id = users.id AND ur.role = $2)) \
+             AND ($3 IS NULL OR lower(username) LIKE $3 ESCAPE '\\' OR lower(email) LIKE $3 ESCAPE '\\' \
+                  OR lower(given_name) LIKE $3 ESCAPE '\\' OR lower(surname) LIKE $3 ESCAPE '\\')";
+        let total: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users WHERE {condition}"))
+                .bind(status)
+                .bind(filter.role.as_deref())
+                .bind(pattern.as_deref())
+                .fetch_one(&self.pool)
+                .await?;
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE {condition} ORDER BY lower(username) LIMIT $4 OFFSET $5"
+        );
         let rows = sqlx::query(&sql)
-            .bind(limit)
-            .bind(offset)
+            .bind(status)
+            .bind(filter.role.as_deref())
+            .bind(pattern.as_deref())
+            .bind(filter.limit)
+            .bind(filter.offset)
             .fetch_all(&self.pool)
             .await?;
         let mut users = Vec::with_capacity(rows.len());
@@ -255,7 +298,53 @@ impl Store {
             user.roles = self.roles_of(&user.id).await?;
             users.push(user);
         }
-        Ok(users)
+        Ok((users, total))
+    }
+
+    pub async fn list_users(&self, limit: i64, offset: i64) -> Result<Vec<User>, StoreError> {
+        let filter = UserFilter {
+            limit,
+            offset,
+            ..UserFilter::default()
+        };
+        Ok(self.search_users(&filter).await?.0)
+    }
+
+    /// Changes profile fields; `None` leaves a field as it is.
+    pub async fn update_profile(
+        &self,
+        user_id: &str,
+        update: &ProfileUpdate,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if let Some(email) = &update.email {
+            validate_email(email)?;
+            let taken: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM users WHERE lower(email) = lower($1) AND id <> $2",
+            )
+            .bind(email)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if taken.is_some() {
+                return Err(StoreError::Conflict("email"));
+            }
+        }
+        let done = sqlx::query(
+            "UPDATE users SET email = COALESCE($1, email), given_name = COALESCE($2, given_name), \
+             surname = COALESCE($3, surname), custom_data = COALESCE($4, custom_data), updated_at = $5 \
+             WHERE id = $6",
+        )
+        .bind(update.email.as_deref())
+        .bind(update.given_name.as_deref())
+        .bind(update.surname.as_deref())
+        .bind(update.custom_data.as_ref().map(|v| v.to_string()))
+        .bind(now)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::from_write(e, "email"))?;
+        self.require_one(done.rows_affected())
     }
 
     /// Sets a new password hash and ends every session of the user.

@@ -1,0 +1,792 @@
+//! The admin API under `/_postern/admin/`: users, roles, sessions and events over JSON, for the
+//! role `admin`. Every change is an event naming the acting admin. The route table below is also
+//! what `openapi.json` is generated from, so the document cannot drift from what is served.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use pingora::proxy::Session;
+use serde_json::{Value, json};
+
+use super::Caller;
+use crate::auth::{ADMIN_ROLE, Passwords, Sessions, Tokens};
+use crate::error::GatewayError;
+use crate::proxy::{body, respond};
+use crate::services::StoreHandle;
+use crate::store::{
+    EventFilter, NewEvent, NewUser, ProfileUpdate, Store, StoreError, User, UserFilter, UserStatus,
+};
+
+/// Every admin endpoint: method, path below `/admin`, success status, summary.
+pub const ROUTES: &[(&str, &str, &str, &str)] = &[
+    (
+        "GET",
+        "/users",
+        "200",
+        "List users (filters: status, role, q; paging: limit, offset)",
+    ),
+    ("POST", "/users", "201", "Create a user"),
+    ("GET", "/users/{id}", "200", "Get a user"),
+    (
+        "PATCH",
+        "/users/{id}",
+        "200",
+        "Update email, names, status or custom data",
+    ),
+    ("DELETE", "/users/{id}", "204", "Delete a user"),
+    (
+        "PUT",
+        "/users/{id}/password",
+        "204",
+        "Set a user's password (ends their sessions)",
+    ),
+    (
+        "POST",
+        "/users/{id}/unlock",
+        "204",
+        "Lift a brute-force lockout",
+    ),
+    ("GET", "/users/{id}/roles", "200", "A user's roles"),
+    ("POST", "/users/{id}/roles", "204", "Grant a role"),
+    (
+        "DELETE",
+        "/users/{id}/roles/{role}",
+        "204",
+        "Take a role away",
+    ),
+    (
+        "GET",
+        "/users/{id}/sessions",
+        "200",
+        "A user's sessions (never their ids)",
+    ),
+    (
+        "DELETE",
+        "/users/{id}/sessions",
+        "200",
+        "End all of a user's sessions",
+    ),
+    (
+        "DELETE",
+        "/users/{id}/sessions/{session}",
+        "204",
+        "End one session",
+    ),
+    ("GET", "/roles", "200", "List roles"),
+    ("POST", "/roles", "201", "Create a role"),
+    (
+        "DELETE",
+        "/roles/{role}",
+        "204",
+        "Delete a role (?force=true when users hold it)",
+    ),
+    (
+        "GET",
+        "/events",
+        "200",
+        "Audit events, newest first (user_id, kind, since, until, limit, offset)",
+    ),
+    ("GET", "/openapi.json", "200", "This document"),
+];
+
+const MAX_BODY: usize = 64 * 1024;
+const MAX_PAGE: i64 = 200;
+
+pub struct Admin {
+    pub store: StoreHandle,
+    pub sessions: Arc<Sessions>,
+    pub tokens: Arc<Tokens>,
+    pub passwords: Passwords,
+    pub min_password_length: usize,
+    pub body_timeout: std::time::Duration,
+}
+
+fn store_error(e: StoreError) -> GatewayError {
+    match e {
+        StoreError::Conflict(what) => GatewayError::Conflict(format!("{what} already exists")),
+        StoreError::InUse(message) => GatewayError::Conflict(message),
+        StoreError::NotFound(what) => GatewayError::Missing(what),
+        StoreError::Invalid(message) => {
+            let field = if message.starts_with("username") {
+                "username"
+            } else if message.contains("email") {
+                "email"
+            } else if message.starts_with("role") {
+                "role"
+            } else {
+                "body"
+            };
+            GatewayError::Validation { field, message }
+        }
+        other => {
+            tracing::error!(error = %other, "admin API database error");
+            GatewayError::Unavailable("the user database")
+        }
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> GatewayError {
+    GatewayError::Validation {
+        field,
+        message: message.into(),
+    }
+}
+
+fn query_param(session: &Session, name: &str) -> Option<String> {
+    session.req_header().uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    })
+}
+
+fn int_param(
+    session: &Session,
+    name: &'static str,
+    default: i64,
+    max: i64,
+) -> Result<i64, GatewayError> {
+    match query_param(session, name) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (0..=max).contains(n))
+            .ok_or_else(|| invalid(name, format!("must be a whole number from 0 to {max}"))),
+    }
+}
+
+fn text_field(body: &Value, name: &'static str) -> Result<Option<String>, GatewayError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(name, "must be a string")),
+    }
+}
+
+fn status_field(body: &Value) -> Result<Option<UserStatus>, GatewayError> {
+    text_field(body, "status")?
+        .map(|s| {
+            UserStatus::parse(&s)
+                .ok_or_else(|| invalid("status", "must be enabled, disabled or unverified"))
+        })
+        .transpose()
+}
+
+impl Admin {
+    fn store(&self) -> Result<Arc<Store>, GatewayError> {
+        self.store
+            .load_full()
+            .ok_or(GatewayError::Unavailable("the user database"))
+    }
+
+    async fn user(&self, store: &Store, id: &str) -> Result<User, GatewayError> {
+        store
+            .user_by_id(id)
+            .await
+            .map_err(store_error)?
+            .ok_or(GatewayError::Missing("user"))
+    }
+
+    async fn json_body(&self, session: &mut Session) -> Result<Value, GatewayError> {
+        let bytes = body::read_small_body(session, MAX_BODY, self.body_timeout).await?;
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|_| invalid("body", "must be a JSON object"))?;
+        if value.is_object() {
+            Ok(value)
+        } else {
+            Err(invalid("body", "must be a JSON object"))
+        }
+    }
+
+    async fn audit(
+        &self,
+        store: &Store,
+        caller: &Caller,
+        kind: &str,
+        user_id: Option<&str>,
+        detail: Value,
+    ) {
+        let event = NewEvent {
+            kind: kind.to_string(),
+            user_id: user_id.map(str::to_owned),
+            actor: caller.principal.as_ref().map(|p| p.username.clone()),
+            ip: caller.ip.clone(),
+            user_agent: None,
+            detail,
+        };
+        if let Err(e) = store.record_event(&event, self.sessions.now()).await {
+            tracing::error!(error = %e, "could not record an admin event");
+        }
+    }
+
+    /// Applies a change that must end the user's sessions everywhere, at once on this instance.
+    fn forget(&self, user_id: &str) {
+        self.sessions.forget_user(user_id);
+        self.tokens.forget_user(user_id);
+    }
+
+    async fn reply(
+        &self,
+        session: &mut Session,
+        status: StatusCode,
+        value: Option<Value>,
+    ) -> Result<(), GatewayError> {
+        let sent = match value {
+            Some(value) => respond::json(session, status, &value, &[]).await,
+            None => {
+                respond::send(
+                    session,
+                    status,
+                    "application/json",
+                    bytes::Bytes::new(),
+                    &[],
+                )
+                .await
+            }
+        };
+        sent.map_err(|_| GatewayError::Internal)
+    }
+
+    /// Serves `rest` (the path below `/admin`) for an authenticated caller.
+    pub async fn handle(
+        &self,
+        session: &mut Session,
+        rest: &str,
+        caller: Caller,
+    ) -> Result<(), GatewayError> {
+        let principal = caller
+            .principal
+            .as_ref()
+            .ok_or(GatewayError::Unauthenticated)?;
+        if !principal.roles.iter().any(|r| r == ADMIN_ROLE) {
+            return Err(GatewayError::Forbidden);
+        }
+        let method = session.req_header().method.clone();
+        let segments: Vec<&str> = rest
+            .trim_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        match (method.as_str(), segments.as_slice()) {
+            ("GET", ["openapi.json"]) => self.reply(session, StatusCode::OK, Some(openapi())).await,
+            ("GET", ["users"]) => self.list_users(session).await,
+            ("POST", ["users"]) => self.create_user(session, &caller).await,
+            ("GET", ["users", id]) => {
+                let user = self.user(&*self.store()?, id).await?;
+                self.reply(session, StatusCode::OK, Some(user.public_json()))
+                    .await
+            }
+            ("PATCH", ["users", id]) => self.update_user(session, &caller, id).await,
+            ("DELETE", ["users", id]) => {
+                let store = self.store()?;
+                let user = self.user(&store, id).await?;
+                store.delete_user(id).await.map_err(store_error)?;
+                self.forget(id);
+                self.audit(
+                    &store,
+                    &caller,
+                    "admin.user_deleted",
+                    Some(id),
+                    json!({"username": user.username}),
+                )
+                .await;
+                self.reply(session, StatusCode::NO_CONTENT, None).await
+            }
+            ("PUT", ["users", id, "password"]) => self.set_password(session, &caller, id).await,
+            ("POST", ["users", id, "unlock"]) => {
+                let store = self.store()?;
+                store
+                    .set_locked_until(id, None)
+                    .await
+                    .map_err(store_error)?;
+                self.audit(&store, &caller, "admin.user_unlocked", Some(id), json!({}))
+                    .await;
+                self.reply(session, StatusCode::NO_CONTENT, None).await
+            }
+            ("GET", ["users", id, "roles"]) => {
+                let user = self.user(&*self.store()?, id).await?;
+                self.reply(session, StatusCode::OK, Some(json!({"roles": user.roles})))
+                    .await
+            }
+            ("POST", ["users", id, "roles"]) => {
+                let body = self.json_body(session).await?;
+                let role = text_field(&body, "role")?.ok_or_else(|| invalid("role", "required"))?;
+                let store = self.store()?;
+                self.user(&store, id).await?;
+                let added = store
+                    .add_role(id, &role, self.sessions.now())
+                    .await
+                    .map_err(store_error)?;
+                if added {
+                    self.forget(id);
+                    self.audit(
+                        &store,
+                        &caller,
+                        "admin.role_granted",
+                        Some(id),
+                        json!({"role": role}),
+                    )
+                    .await;
+                }
+                self.reply(session, StatusCode::NO_CONTENT, None).await
+            }
+            ("DELETE", ["users", id, "roles", role]) => {
+                let store = self.store()?;
+                self.user(&store, id).await?;
+                if !store
+                    .remove_role(id, role, self.sessions.now())
+                    .await
+                    .map_err(store_error)?
+                {
+                    return Err(GatewayError::Missing("role assignment"));
+                }
+                self.forget(id);
+                self.audit(
+                    &store,
+                    &caller,
+                    "admin.role_revoked",
+                    Some(id),
+                    json!({"role": role}),
+                )
+                .await;
+                self.reply(session, StatusCode::NO_CONTENT, None).await
+            }
+            ("GET", ["users", id, "sessions"]) => {
+                let store = self.store()?;
+                self.user(&store, id).await?;
+                let list: Vec<Value> = store
+                    .sessions_of(id)
+                    .await
+                    .map_err(store_error)?
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "id": &s.id_hash[..16],
+                            "created_at": s.created_at,
+                            "last_seen_at": s.last_seen_at,
+                            "expires_at": s.idle_expires_at.min(s.absolute_expires_at),
+                            "ip": s.ip,
+                            "user_agent": s.user_agent,
+                        })
+                    })
+                    .collect();
+                self.reply(session, StatusCode::OK, Some(json!({"sessions": list})))
+                    .await
+            }
+            ("DELETE", ["users", id, "sessions"]) => {
+                let store = self.store()?;
+                self.user(&store, id).await?;
+                let ended = store
+                    .revoke_sessions(id, self.sessions.now())
+                    .await
+                    .map_err(store_error)?;
+                self.forget(id);
+                self.audit(
+                    &store,
+                    &caller,
+                    "admin.sessions_revoked",
+                    Some(id),
+                    json!({"sessions": ended}),
+                )
+                .await;
+                self.reply(session, StatusCode::OK, Some(json!({"revoked": ended})))
+                    .await
+            }
+            ("DELETE", ["users", id, "sessions", handle]) => {
+                let store = self.store()?;
+                if !store
+                    .delete_user_session(id, handle)
+                    .await
+                    .map_err(store_error)?
+                {
+                    return Err(GatewayError::Missing("session"));
+                }
+                self.forget(id);
+                self.audit(
+                    &store,
+                    &caller,
+                    "admin.session_revoked",
+                    Some(id),
+                    json!({"session": handle}),
+                )
+                .await;
+                self.reply(session, StatusCode::NO_CONTENT, None).await
+            }
+            ("GET", ["roles"]) => {
+                let roles: Vec<Value> = self
+                    .store()?
+                    .roles()
+                    .await
+                    .map_err(store_error)?
+                    .iter()
+                    .map(
+                        |r| json!({"name": r.name, "description": r.description, "users": r.users}),
+                    )
+                    .collect();
+                self.reply(session, StatusCode::OK, Some(json!({"roles": roles})))
+                    .await
+            }
+            ("POST", ["roles"]) => {
+                let body = self.json_body(session).await?;
+                let name = text_field(&body, "name")?.ok_or_else(|| invalid("name", "required"))?;
+                let description = text_field(&body, "description")?.unwrap_or_default();
+                let store = self.store()?;
+                store
+                    .create_role(&name, &description, self.sessions.now())
+                    .await
+                    .map_err(|e| match store_error(e) {
+                        GatewayError::Validation { message, .. } => invalid("name", message),
+                        other => other,
+                    })?;
+                self.audit(
+                    &store,
+                    &caller,
+                    "admin.role_created",
+                    None,
+                    json!({"role": name}),
+                )
+                .await;
+                let created = json!({"name": name, "description": description, "users": 0});
+                self.reply(session, StatusCode::CREATED, Some(created))
+                    .await
+            }
+            ("DELETE", ["roles", role]) => {
+                let force = query_param(session, "force").is_some_and(|v| v == "true");
+                let store = self.store()?;
+                let holders_filter = UserFilter {
+                    role: Some(role.to_string()),
+                    limit: MAX_PAGE,
+                    ..UserFilter::default()
+                };
+                let holders = store
+                    .search_users(&holders_filter)
+                    .await
+                    .map_err(store_error)?
+                    .0;
+                store
+                    .delete_role(role, force, self.sessions.now())
+                    .await
+                    .map_err(store_error)?;
+                for user in &holders {
+                    self.forget(&user.id);
+                }
+                self.audit(
+                    &store,
+                    &caller,
+                    "admin.role_deleted",
+                    None,
+                    json!({"role": role, "forced": force}),
+                )
+                .await;
+                self.reply(session, StatusCode::NO_CONTENT, None).await
+            }
+            ("GET", ["events"]) => self.events(session).await,
+            _ => {
+                let known = ROUTES
+                    .iter()
+                    .any(|(_, path, _, _)| path_matches(path, &segments));
+                Err(if known {
+                    GatewayError::MethodNotAllowed
+                } else {
+                    GatewayError::UnknownEndpoint
+                })
+            }
+        }
+    }
+
+    async fn list_users(&self, session: &mut Session) -> Result<(), GatewayError> {
+        let status = query_param(session, "status")
+            .map(|s| {
+                UserStatus::parse(&s)
+                    .ok_or_else(|| invalid("status", "must be enabled, disabled or unverified"))
+            })
+            .transpose()?;
+        let limit = int_param(session, "limit", 50, MAX_PAGE)?;
+        let offset = int_param(session, "offset", 0, i64::MAX)?;
+        let filter = UserFilter {
+            status,
+            role: query_param(session, "role"),
+            text: query_param(session, "q").filter(|q| !q.is_empty()),
+            limit: limit.max(1),
+            offset,
+        };
+        let (users, total) = self
+            .store()?
+            .search_users(&filter)
+            .await
+            .map_err(store_error)?;
+        let list: Vec<Value> = users.iter().map(User::public_json).collect();
+        let page = json!({"users": list, "total": total, "limit": filter.limit, "offset": offset});
+        self.reply(session, StatusCode::OK, Some(page)).await
+    }
+
+    async fn create_user(
+        &self,
+        session: &mut Session,
+        caller: &Caller,
+    ) -> Result<(), GatewayError> {
+        let body = self.json_body(session).await?;
+        let username =
+            text_field(&body, "username")?.ok_or_else(|| invalid("username", "required"))?;
+        let email = text_field(&body, "email")?.ok_or_else(|| invalid("email", "required"))?;
+        let roles = match body.get("roles") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|r| {
+                    r.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| invalid("roles", "must be a list of strings"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(invalid("roles", "must be a list of strings")),
+        };
+        let password_hash = match text_field(&body, "password")? {
+            Some(pw) if pw.chars().count() < self.min_password_length => {
+                return Err(invalid(
+                    "password",
+                    format!("must be at least {} characters", self.min_password_length),
+                ));
+            }
+            Some(pw) => Some(
+                self.passwords
+                    .hash(pw)
+                    .await
+                    .map_err(|_| GatewayError::Internal)?,
+            ),
+            None => None,
+        };
+        let new = NewUser {
+            username,
+            email,
+            given_name: text_field(&body, "given_name")?.unwrap_or_default(),
+            surname: text_field(&body, "surname")?.unwrap_or_default(),
+            status: status_field(&body)?,
+            password_hash,
+            roles,
+        };
+        let store = self.store()?;
+        let user = store
+            .create_user(&new, self.sessions.now())
+            .await
+            .map_err(store_error)?;
+        let detail = json!({"username": user.username, "roles": user.roles});
+        self.audit(&store, caller, "admin.user_created", Some(&user.id), detail)
+            .await;
+        self.reply(session, StatusCode::CREATED, Some(user.public_json()))
+            .await
+    }
+
+    async fn update_user(
+        &self,
+        session: &mut Session,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(), GatewayError> {
+        let body = self.json_body(session).await?;
+        let custom_data = match body.get("custom_data") {
+            None | Some(Value::Null) => None,
+            Some(v @ Value::Object(_)) => Some(v.clone()),
+            Some(_) => return Err(invalid("custom_data", "must be a JSON object")),
+        };
+        let update = ProfileUpdate {
+            email: text_field(&body, "email")?,
+            given_name: text_field(&body, "given_name")?,
+            surname: text_field(&body, "surname")?,
+            custom_data,
+        };
+        let status = status_field(&body)?;
+        let store = self.store()?;
+        self.user(&store, id).await?;
+        let now = self.sessions.now();
+        store
+            .update_profile(id, &update, now)
+            .await
+            .map_err(store_error)?;
+        if let Some(status) = status {
+            store
+                .set_status(id, status, now)
+                .await
+                .map_err(store_error)?;
+            self.forget(id);
+        }
+        let changed: Vec<&str> = ["email", "given_name", "surname", "custom_data", "status"]
+            .into_iter()
+            .filter(|k| body.get(*k).is_some_and(|v| !v.is_null()))
+            .collect();
+        self.audit(
+            &store,
+            caller,
+            "admin.user_updated",
+            Some(id),
+            json!({"changed": changed}),
+        )
+        .await;
+        let user = self.user(&store, id).await?;
+        self.reply(session, StatusCode::OK, Some(user.public_json()))
+            .await
+    }
+
+    async fn set_password(
+        &self,
+        session: &mut Session,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(), GatewayError> {
+        let body = self.json_body(session).await?;
+        let password =
+            text_field(&body, "password")?.ok_or_else(|| invalid("password", "required"))?;
+        if password.chars().count() < self.min_password_length {
+            return Err(invalid(
+                "password",
+                format!("must be at least {} characters", self.min_password_length),
+            ));
+        }
+        let store = self.store()?;
+        self.user(&store, id).await?;
+        let hash = self
+            .passwords
+            .hash(password)
+            .await
+            .map_err(|_| GatewayError::Internal)?;
+        store
+            .set_password_hash(id, &hash, self.sessions.now())
+            .await
+            .map_err(store_error)?;
+        self.forget(id);
+        self.audit(&store, caller, "admin.password_set", Some(id), json!({}))
+            .await;
+        self.reply(session, StatusCode::NO_CONTENT, None).await
+    }
+
+    async fn events(&self, session: &mut Session) -> Result<(), GatewayError> {
+        let time = |name: &'static str| -> Result<Option<i64>, GatewayError> {
+            query_param(session, name)
+                .map(|v| {
+                    v.parse::<i64>()
+                        .map_err(|_| invalid(name, "must be Unix seconds"))
+                })
+                .transpose()
+        };
+        let filter = EventFilter {
+            user_id: query_param(session, "user_id"),
+            kind: query_param(session, "kind"),
+            since: time("since")?,
+            until: time("until")?,
+            limit: int_param(session, "limit", 50, MAX_PAGE)?.max(1),
+            offset: int_param(session, "offset", 0, i64::MAX)?,
+        };
+        let events: Vec<Value> = self
+            .store()?
+            .events(&filter)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(|e| {
+                json!({"id": e.id, "kind": e.kind, "user_id": e.user_id, "actor": e.actor, "ip": e.ip,
+                       "user_agent": e.user_agent, "detail": e.detail, "time": e.created_at})
+            })
+            .collect();
+        self.reply(session, StatusCode::OK, Some(json!({"events": events})))
+            .await
+    }
+}
+
+fn path_matches(template: &str, segments: &[&str]) -> bool {
+    let parts: Vec<&str> = template.trim_matches('/').split('/').collect();
+    parts.len() == segments.len()
+        && parts
+            .iter()
+            .zip(segments)
+            .all(|(p, s)| p.starts_with('{') || p == s)
+}
+
+/// The OpenAPI 3.1 document of the admin API, built from [`ROUTES`].
+pub fn openapi() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, success, summary) in ROUTES {
+        let full = format!("/_postern/admin{path}");
+        let parameters: Vec<Value> = path
+            .split('/')
+            .filter_map(|p| p.strip_prefix('{').and_then(|p| p.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut operation = json!({
+            "summary": summary,
+            "operationId": format!("{}{}", method.to_lowercase(), path.replace(['/', '{', '}', '.'], "_")),
+            "parameters": parameters,
+            "responses": {
+                *success: {"description": "success"},
+                "401": {"$ref": "#/components/responses/Error"},
+                "403": {"$ref": "#/components/responses/Error"},
+                "404": {"$ref": "#/components/responses/Error"},
+                "409": {"$ref": "#/components/responses/Error"},
+                "422": {"$ref": "#/components/responses/Error"},
+            },
+            "security": [{"session": []}, {"bearer": []}],
+        });
+        if matches!(*method, "POST" | "PATCH" | "PUT") && !path.ends_with("unlock") {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            });
+        }
+        let entry = paths.entry(full).or_insert_with(|| json!({}));
+        entry[method.to_lowercase()] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "postern admin API", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "__Host-postern"},
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            },
+            "responses": {
+                "Error": {
+                    "description": "postern error",
+                    "content": {"application/json": {"schema": {
+                        "type": "object",
+                        "properties": {"error": {"type": "object", "properties": {
+                            "code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}
+                        }, "required": ["code", "message"]}},
+                        "required": ["error"],
+                    }}},
+                },
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_lists_every_route_once() {
+        let doc = openapi();
+        assert_eq!(doc["openapi"], "3.1.0");
+        for (method, path, _, _) in ROUTES {
+            let op = &doc["paths"][format!("/_postern/admin{path}")][method.to_lowercase()];
+            assert!(op.is_object(), "{method} {path} missing");
+        }
+        let operations: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum();
+        assert_eq!(operations, ROUTES.len());
+    }
+
+    #[test]
+    fn templates_match_segments() {
+        assert!(path_matches(
+            "/users/{id}/roles/{role}",
+            &["users", "x", "roles", "y"]
+        ));
+        assert!(!path_matches("/users/{id}", &["users", "x", "roles"]));
+    }
+}
