@@ -591,7 +591,7 @@ access = "public"
     let code = |v: Value| v["error"]["code"].as_str().unwrap().to_string();
 
     let r = c
-        .post(p.url("/_postern/admin/users"))
+        .post(p.url("/_postern/files/upload"))
         .body("{}")
         .send()
         .await
