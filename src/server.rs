@@ -237,6 +237,7 @@ pub fn build_server_with_clock(
                 passwords: passwords.clone(),
                 min_password_length: settings.passwords.min_length,
                 body_timeout: settings.server.client_timeout,
+                allow_from: settings.admin_allow_from.clone(),
             },
         });
     let gateway = Gateway::new(

@@ -338,6 +338,10 @@ async fn only_admins_get_in_and_the_openapi_document_covers_every_route() {
     assert_eq!(r.status(), 200, "bearer tokens work too");
     let doc: Value = r.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
+    for (method, path, status, _) in postern::handlers::admin::BUILTIN_ROUTES {
+        let op = &doc["paths"][format!("/_postern{path}")][method.to_lowercase()];
+        assert!(op["responses"][*status].is_object(), "{method} {path}");
+    }
     for (method, path, status, _) in postern::handlers::admin::ROUTES {
         let op = &doc["paths"][format!("/_postern/admin{path}")][method.to_lowercase()];
         assert!(op["responses"][*status].is_object(), "{method} {path}");
@@ -352,5 +356,37 @@ async fn only_admins_get_in_and_the_openapi_document_covers_every_route() {
                 "{method} {path} {name}"
             );
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_can_be_limited_to_client_networks_and_the_document_matches_what_is_served() {
+    let app = Upstream::start("app").await;
+    let p = Postern::start(
+        &format!("{}\n[admin]\nallow_from = [\"10.0.0.0/8\"]\n", config()),
+        &[("APP", app.url())],
+    );
+    let cookie = login(&p, "admin", "the admin password").await;
+    let r = client()
+        .get(p.url("/_postern/admin/users"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "an admin outside allow_from is refused");
+
+    for (method, path, _, _) in postern::handlers::admin::BUILTIN_ROUTES {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = client()
+            .request(method.clone(), p.url(&format!("/_postern{path}")))
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status() != 404 && r.status() != 405 && r.status() != 501,
+            "{method} {path} is documented but answered {}",
+            r.status()
+        );
     }
 }

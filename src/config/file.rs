@@ -31,6 +31,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub bootstrap: BootstrapSection,
     #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamSection>,
     #[serde(default)]
     pub stores: BTreeMap<String, StoreSection>,
@@ -85,6 +87,13 @@ pub struct PasswordsSection {
     pub iterations: Option<u32>,
     pub parallelism: Option<u32>,
     pub min_length: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    #[serde(default)]
+    pub allow_from: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

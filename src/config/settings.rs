@@ -20,6 +20,8 @@ pub struct Settings {
     pub lockout: LockoutSettings,
     pub tokens: TokenSettings,
     pub bootstrap: BootstrapSettings,
+    /// Client networks the admin API answers (besides needing the role); empty = any.
+    pub admin_allow_from: Vec<IpNet>,
     pub upstreams: Vec<UpstreamSettings>,
     pub stores: Vec<StoreSettings>,
     pub routes: Vec<RouteSettings>,

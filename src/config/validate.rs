@@ -104,6 +104,17 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
     let sessions = session_settings(&mut c, &file);
     let lockout = lockout_settings(&mut c, &file);
     let tokens = token_settings(&mut c, &file);
+    let admin_allow_from = file
+        .admin
+        .allow_from
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            parse_cidr(text)
+                .map_err(|e| c.report(format!("admin.allow_from[{i}]"), e))
+                .ok()
+        })
+        .collect();
     let bootstrap = BootstrapSettings {
         admin: file.bootstrap.admin.unwrap_or(true),
         admin_password: file
@@ -165,6 +176,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
             lockout,
             tokens,
             bootstrap,
+            admin_allow_from,
             upstreams,
             stores,
             routes,

@@ -99,6 +99,8 @@ pub struct Admin {
     pub passwords: Passwords,
     pub min_password_length: usize,
     pub body_timeout: std::time::Duration,
+    /// Client networks allowed to use the API; empty = any.
+    pub allow_from: Vec<ipnet::IpNet>,
 }
 
 fn store_error(e: StoreError) -> GatewayError {
@@ -255,6 +257,15 @@ impl Admin {
         rest: &str,
         caller: Caller,
     ) -> Result<(), GatewayError> {
+        if !self.allow_from.is_empty() {
+            let ip = caller
+                .ip
+                .as_deref()
+                .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+            if !ip.is_some_and(|ip| self.allow_from.iter().any(|net| net.contains(&ip))) {
+                return Err(GatewayError::Forbidden);
+            }
+        }
         let principal = caller
             .principal
             .as_ref()
@@ -702,9 +713,43 @@ fn path_matches(template: &str, segments: &[&str]) -> bool {
             .all(|(p, s)| p.starts_with('{') || p == s)
 }
 
-/// The OpenAPI 3.1 document of the admin API, built from [`ROUTES`].
+/// The other built-in endpoints (below the builtin prefix): method, path, success status, summary.
+pub const BUILTIN_ROUTES: &[(&str, &str, &str, &str)] = &[
+    ("GET", "/login", "200", "The HTML login page (?return_to=)"),
+    (
+        "POST",
+        "/login",
+        "200",
+        "Log in: JSON credentials (200 + cookie) or the page's form (303)",
+    ),
+    ("POST", "/logout", "204", "End the session"),
+    ("GET", "/me", "200", "The current user"),
+    (
+        "POST",
+        "/token",
+        "200",
+        "A bearer access token for credentials or the current session",
+    ),
+];
+
+/// The OpenAPI 3.1 document of the admin API (built from [`ROUTES`]) and the other built-in
+/// endpoints (from [`BUILTIN_ROUTES`]).
 pub fn openapi() -> Value {
     let mut paths = serde_json::Map::new();
+    for (method, path, success, summary) in BUILTIN_ROUTES {
+        let entry = paths
+            .entry(format!("/_postern{path}"))
+            .or_insert_with(|| json!({}));
+        entry[method.to_lowercase()] = json!({
+            "summary": summary,
+            "operationId": format!("{}{}", method.to_lowercase(), path.replace('/', "_")),
+            "responses": {
+                *success: {"description": "success"},
+                "401": {"$ref": "#/components/responses/Error"},
+                "429": {"$ref": "#/components/responses/Error"},
+            },
+        });
+    }
     for (method, path, success, summary) in ROUTES {
         let full = format!("/_postern/admin{path}");
         let parameters: Vec<Value> = path
@@ -778,7 +823,7 @@ mod tests {
             .values()
             .map(|p| p.as_object().unwrap().len())
             .sum();
-        assert_eq!(operations, ROUTES.len());
+        assert_eq!(operations, ROUTES.len() + BUILTIN_ROUTES.len());
     }
 
     #[test]
