@@ -1,5 +1,5 @@
 //! A real browser through the login page: headless Chromium (Debian's), driven by
-//! `tests/browser/login.mjs` with playwright-core. Needs `./dev browser-setup`; without Chromium
+//! `tests/browser/login.mjs` with playwright-core. Needs `./dev test-setup`; without Chromium
 //! the test says so and passes, except in CI (or with POSTERN_BROWSER_TESTS=1), where it fails.
 
 mod common;
@@ -21,12 +21,12 @@ fn browser_available() -> bool {
         || std::env::var("POSTERN_BROWSER_TESTS").is_ok();
     if !ok && required {
         panic!(
-            "the browser test must run here but Chromium or tests/browser/node_modules is missing: run ./dev browser-setup"
+            "the browser test must run here but Chromium or tests/browser/node_modules is missing: run ./dev test-setup"
         );
     }
     if !ok {
         eprintln!(
-            "browser test skipped: Chromium or tests/browser/node_modules missing (./dev browser-setup)"
+            "browser test skipped: Chromium or tests/browser/node_modules missing (./dev test-setup)"
         );
     }
     ok
