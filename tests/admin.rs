@@ -196,6 +196,57 @@ async fn operators_manage_users_roles_sessions_and_events() {
         "revocation applies to the next request"
     );
 
+    // One session among several.
+    let first = login(&p, "nina", "ninas password").await;
+    let second = login(&p, "nina", "ninas password").await;
+    let (_, sessions) = api
+        .call(M::GET, &format!("/users/{nina}/sessions"), None)
+        .await;
+    let handles: Vec<String> = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(handles.len(), 2);
+    let (status, _) = api
+        .call(
+            M::DELETE,
+            &format!("/users/{nina}/sessions/{}", handles[0]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api
+        .call(
+            M::DELETE,
+            &format!("/users/{nina}/sessions/{}", handles[0]),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let work = p.url("/work");
+    let status_with = |cookie: String| {
+        let work = work.clone();
+        async move {
+            client()
+                .get(work)
+                .header("Cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let mut statuses = [status_with(first).await, status_with(second).await];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [200, 401],
+        "exactly the one session ended, at once"
+    );
+
     // Disable, password, unlock, delete.
     let nina_cookie = login(&p, "nina", "ninas password").await;
     let (status, _) = api
@@ -273,18 +324,18 @@ async fn operators_manage_users_roles_sessions_and_events() {
     let list = events["events"].as_array().unwrap();
     let kinds: Vec<&str> = list.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     for kind in [
-        "admin.user_created",
-        "admin.user_updated",
-        "admin.role_granted",
-        "admin.sessions_revoked",
-        "admin.password_set",
+        "user.created",
+        "user.updated",
+        "user.role_added",
+        "user.sessions_revoked",
+        "user.password_set",
         "login.success",
     ] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     let admin_events: Vec<&Value> = list
         .iter()
-        .filter(|e| e["kind"].as_str().unwrap().starts_with("admin."))
+        .filter(|e| e["kind"].as_str().unwrap().starts_with("user."))
         .collect();
     assert!(admin_events.iter().all(|e| e["actor"] == "admin"));
     assert!(

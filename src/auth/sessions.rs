@@ -165,12 +165,12 @@ impl Sessions {
             self.store()?.delete_session(&id_hash).await?;
             return Ok(None);
         }
-        self.touch(&id_hash, &cached, now);
+        self.touch(&id_hash, &cached, now).await;
         Ok(Some(cached.principal.clone()))
     }
 
-    /// Extends the idle expiry; the database write is throttled and off the request's path.
-    fn touch(&self, id_hash: &str, cached: &Cached, now: i64) {
+    /// Extends the idle expiry; the database write is throttled to once per `touch_interval`.
+    async fn touch(&self, id_hash: &str, cached: &Cached, now: i64) {
         let new_idle = (now + self.settings.idle_timeout.as_secs() as i64)
             .min(cached.record.absolute_expires_at);
         cached
@@ -187,13 +187,12 @@ impl Sessions {
         {
             return;
         }
-        if let Ok(store) = self.store() {
-            let id_hash = id_hash.to_string();
-            tokio::spawn(async move {
-                if let Err(e) = store.touch_session(&id_hash, now, new_idle).await {
-                    tracing::warn!(error = %e, "could not record session activity");
-                }
-            });
+        // Awaited, not spawned: a later cache miss must not read an idle expiry older than the
+        // one this request earned. It happens once per `touch_interval` per session.
+        if let Ok(store) = self.store()
+            && let Err(e) = store.touch_session(id_hash, now, new_idle).await
+        {
+            tracing::warn!(error = %e, "could not record session activity");
         }
     }
 

@@ -9,9 +9,10 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{EXIT_CONFIG, EXIT_RUNTIME, report_config_error};
+use crate::accounts::{AccountError, Accounts, Actor, UserDraft};
 use crate::auth::Passwords;
 use crate::config::{self, ConfigSource, Settings};
-use crate::store::{NewEvent, NewUser, Store, StoreError, User, UserStatus};
+use crate::store::{Store, StoreError, User, UserStatus};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -103,6 +104,8 @@ enum CommandError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Password(#[from] crate::auth::PasswordError),
+    #[error("{0}")]
+    Account(#[from] AccountError),
     #[error("no user named {0:?}")]
     NoSuchUser(String),
     #[error("{0}")]
@@ -112,7 +115,10 @@ enum CommandError {
 impl CommandError {
     fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage(_) | Self::Store(StoreError::Invalid(_)) => EXIT_CONFIG,
+            Self::Usage(_)
+            | Self::Store(StoreError::Invalid(_))
+            | Self::Account(AccountError::Store(StoreError::Invalid(_)))
+            | Self::Account(AccountError::PasswordTooShort(_)) => EXIT_CONFIG,
             _ => EXIT_RUNTIME,
         }
     }
@@ -188,7 +194,7 @@ pub fn run(config_path: Option<&Path>, command: UserCommand) -> ExitCode {
     })
 }
 
-fn read_password(min_length: usize) -> Result<String, CommandError> {
+fn read_password() -> Result<String, CommandError> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         eprint!("password: ");
@@ -197,13 +203,7 @@ fn read_password(min_length: usize) -> Result<String, CommandError> {
     stdin.lock().read_line(&mut line).map_err(|e| {
         CommandError::Usage(format!("cannot read the password from standard input: {e}"))
     })?;
-    let password = line.trim_end_matches(['\r', '\n']).to_string();
-    if password.chars().count() < min_length {
-        return Err(CommandError::Usage(format!(
-            "the password must be at least {min_length} characters"
-        )));
-    }
-    Ok(password)
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 async fn find(store: &Store, name: &str) -> Result<User, CommandError> {
@@ -213,21 +213,11 @@ async fn find(store: &Store, name: &str) -> Result<User, CommandError> {
         .ok_or_else(|| CommandError::NoSuchUser(name.to_string()))
 }
 
-async fn audit(
-    store: &Store,
-    kind: &str,
-    user: &User,
-    detail: serde_json::Value,
-) -> Result<(), CommandError> {
-    let event = NewEvent {
-        kind: kind.to_string(),
-        user_id: Some(user.id.clone()),
-        actor: Some(actor()),
-        detail,
-        ..NewEvent::default()
-    };
-    store.record_event(&event, now()).await?;
-    Ok(())
+fn cli_actor() -> Actor {
+    Actor {
+        name: actor(),
+        ip: None,
+    }
 }
 
 async fn execute(
@@ -235,7 +225,14 @@ async fn execute(
     store: Store,
     command: UserCommand,
 ) -> Result<(), CommandError> {
-    let passwords = || Passwords::new(settings.passwords.hash, 1);
+    let passwords = Passwords::new(settings.passwords.hash, 1)?;
+    let accounts = Accounts {
+        store: &store,
+        passwords: &passwords,
+        min_password_length: settings.passwords.min_length,
+        actor: cli_actor(),
+        now: now(),
+    };
     match command {
         UserCommand::Add {
             name,
@@ -245,23 +242,21 @@ async fn execute(
             surname,
             password_stdin,
         } => {
-            let password_hash = if password_stdin {
-                let password = read_password(settings.passwords.min_length)?;
-                Some(passwords()?.hash(password).await?)
+            let password = if password_stdin {
+                Some(read_password()?)
             } else {
                 None
             };
-            let new = NewUser {
+            let draft = UserDraft {
                 username: name,
                 email,
                 given_name: given_name.unwrap_or_default(),
                 surname: surname.unwrap_or_default(),
                 status: Some(UserStatus::Enabled),
-                password_hash,
+                password,
                 roles,
             };
-            let user = store.create_user(&new, now()).await?;
-            audit(&store, "user.created", &user, json!({"roles": user.roles})).await?;
+            let user = accounts.create_user(draft).await?;
             println!("created user {} ({})", user.username, user.id);
             if user.password_hash.is_none() {
                 println!(
@@ -325,10 +320,7 @@ async fn execute(
         }
         UserCommand::SetPassword { name, .. } => {
             let user = find(&store, &name).await?;
-            let password = read_password(settings.passwords.min_length)?;
-            let hash = passwords()?.hash(password).await?;
-            store.set_password_hash(&user.id, &hash, now()).await?;
-            audit(&store, "user.password_set", &user, json!({})).await?;
+            accounts.set_password(&user.id, read_password()?).await?;
             println!(
                 "password of {} changed; their sessions have ended",
                 user.username
@@ -336,8 +328,7 @@ async fn execute(
         }
         UserCommand::AddRole { name, role } => {
             let user = find(&store, &name).await?;
-            if store.add_role(&user.id, &role, now()).await? {
-                audit(&store, "user.role_added", &user, json!({"role": role})).await?;
+            if accounts.add_role(&user.id, &role).await? {
                 println!("{} now has role {role}", user.username);
             } else {
                 println!("{} already has role {role}", user.username);
@@ -345,8 +336,7 @@ async fn execute(
         }
         UserCommand::RemoveRole { name, role } => {
             let user = find(&store, &name).await?;
-            if store.remove_role(&user.id, &role, now()).await? {
-                audit(&store, "user.role_removed", &user, json!({"role": role})).await?;
+            if accounts.remove_role(&user.id, &role).await? {
                 println!("{} no longer has role {role}", user.username);
             } else {
                 println!("{} did not have role {role}", user.username);
@@ -354,48 +344,27 @@ async fn execute(
         }
         UserCommand::Unlock { name } => {
             let user = find(&store, &name).await?;
-            store.set_locked_until(&user.id, None).await?;
-            audit(&store, "user.unlocked", &user, json!({})).await?;
+            accounts.unlock(&user.id).await?;
             println!("{} unlocked", user.username);
         }
         UserCommand::Disable { name } => {
             let user = find(&store, &name).await?;
-            store
-                .set_status(&user.id, UserStatus::Disabled, now())
-                .await?;
-            audit(&store, "user.disabled", &user, json!({})).await?;
+            accounts.set_status(&user.id, UserStatus::Disabled).await?;
             println!("{} disabled; their sessions have ended", user.username);
         }
         UserCommand::Enable { name } => {
             let user = find(&store, &name).await?;
-            store
-                .set_status(&user.id, UserStatus::Enabled, now())
-                .await?;
-            audit(&store, "user.enabled", &user, json!({})).await?;
+            accounts.set_status(&user.id, UserStatus::Enabled).await?;
             println!("{} enabled", user.username);
         }
         UserCommand::Delete { name } => {
             let user = find(&store, &name).await?;
-            store.delete_user(&user.id).await?;
-            audit(
-                &store,
-                "user.deleted",
-                &user,
-                json!({"username": user.username}),
-            )
-            .await?;
+            accounts.delete_user(&user).await?;
             println!("{} deleted", user.username);
         }
         UserCommand::RevokeSessions { name } => {
             let user = find(&store, &name).await?;
-            let ended = store.revoke_sessions(&user.id, now()).await?;
-            audit(
-                &store,
-                "user.sessions_revoked",
-                &user,
-                json!({"sessions": ended}),
-            )
-            .await?;
+            let ended = accounts.revoke_sessions(&user.id).await?;
             println!("{ended} session(s) of {} ended", user.username);
         }
     }
@@ -403,7 +372,15 @@ async fn execute(
 }
 
 pub fn run_role(config_path: Option<&Path>, command: RoleCommand) -> ExitCode {
-    with_store(config_path, |_, store| async move {
+    with_store(config_path, |settings, store| async move {
+        let passwords = Passwords::new(settings.passwords.hash, 1)?;
+        let accounts = Accounts {
+            store: &store,
+            passwords: &passwords,
+            min_password_length: settings.passwords.min_length,
+            actor: cli_actor(),
+            now: now(),
+        };
         match command {
             RoleCommand::List { json } => {
                 let roles = store.roles().await?;
@@ -421,25 +398,11 @@ pub fn run_role(config_path: Option<&Path>, command: RoleCommand) -> ExitCode {
                 }
             }
             RoleCommand::Add { name, description } => {
-                store.create_role(&name, &description, now()).await?;
-                let event = NewEvent {
-                    kind: "role.created".into(),
-                    actor: Some(actor()),
-                    detail: json!({"role": name}),
-                    ..NewEvent::default()
-                };
-                store.record_event(&event, now()).await?;
+                accounts.create_role(&name, &description).await?;
                 println!("role {name} created");
             }
             RoleCommand::Remove { name, force } => {
-                store.delete_role(&name, force, now()).await?;
-                let event = NewEvent {
-                    kind: "role.deleted".into(),
-                    actor: Some(actor()),
-                    detail: json!({"role": name, "forced": force}),
-                    ..NewEvent::default()
-                };
-                store.record_event(&event, now()).await?;
+                accounts.delete_role(&name, force).await?;
                 println!("role {name} deleted");
             }
         }

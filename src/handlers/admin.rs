@@ -9,13 +9,12 @@ use pingora::proxy::Session;
 use serde_json::{Value, json};
 
 use super::Caller;
+use crate::accounts::{AccountError, Accounts, Actor, UserDraft};
 use crate::auth::{ADMIN_ROLE, Passwords, Sessions, Tokens};
 use crate::error::GatewayError;
 use crate::proxy::{body, respond};
 use crate::services::StoreHandle;
-use crate::store::{
-    EventFilter, NewEvent, NewUser, ProfileUpdate, Store, StoreError, User, UserFilter, UserStatus,
-};
+use crate::store::{EventFilter, ProfileUpdate, Store, StoreError, User, UserFilter, UserStatus};
 
 /// Every admin endpoint: method, path below `/admin`, success status, summary.
 pub const ROUTES: &[(&str, &str, &str, &str)] = &[
@@ -127,6 +126,19 @@ fn store_error(e: StoreError) -> GatewayError {
     }
 }
 
+fn account_error(e: AccountError) -> GatewayError {
+    match e {
+        AccountError::Store(e) => store_error(e),
+        AccountError::PasswordTooShort(min) => {
+            invalid("password", format!("must be at least {min} characters"))
+        }
+        AccountError::Password(e) => {
+            tracing::error!(error = %e, "password hashing failed");
+            GatewayError::Internal
+        }
+    }
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> GatewayError {
     GatewayError::Validation {
         field,
@@ -201,24 +213,19 @@ impl Admin {
         }
     }
 
-    async fn audit(
-        &self,
-        store: &Store,
-        caller: &Caller,
-        kind: &str,
-        user_id: Option<&str>,
-        detail: Value,
-    ) {
-        let event = NewEvent {
-            kind: kind.to_string(),
-            user_id: user_id.map(str::to_owned),
-            actor: caller.principal.as_ref().map(|p| p.username.clone()),
-            ip: caller.ip.clone(),
-            user_agent: None,
-            detail,
-        };
-        if let Err(e) = store.record_event(&event, self.sessions.now()).await {
-            tracing::error!(error = %e, "could not record an admin event");
+    fn accounts<'a>(&'a self, store: &'a Store, caller: &Caller) -> Accounts<'a> {
+        Accounts {
+            store,
+            passwords: &self.passwords,
+            min_password_length: self.min_password_length,
+            actor: Actor {
+                name: caller
+                    .principal
+                    .as_ref()
+                    .map_or_else(|| "unknown".to_string(), |p| p.username.clone()),
+                ip: caller.ip.clone(),
+            },
+            now: self.sessions.now(),
         }
     }
 
@@ -279,92 +286,75 @@ impl Admin {
             .split('/')
             .filter(|s| !s.is_empty())
             .collect();
+        if let ("GET", ["openapi.json"]) = (method.as_str(), segments.as_slice()) {
+            return self.reply(session, StatusCode::OK, Some(openapi())).await;
+        }
+        let store = self.store()?;
+        let accounts = self.accounts(&store, &caller);
         match (method.as_str(), segments.as_slice()) {
-            ("GET", ["openapi.json"]) => self.reply(session, StatusCode::OK, Some(openapi())).await,
-            ("GET", ["users"]) => self.list_users(session).await,
-            ("POST", ["users"]) => self.create_user(session, &caller).await,
+            ("GET", ["users"]) => self.list_users(session, &store).await,
+            ("POST", ["users"]) => {
+                let draft = self.user_draft(session).await?;
+                let user = accounts.create_user(draft).await.map_err(account_error)?;
+                self.reply(session, StatusCode::CREATED, Some(user.public_json()))
+                    .await
+            }
             ("GET", ["users", id]) => {
-                let user = self.user(&*self.store()?, id).await?;
+                let user = self.user(&store, id).await?;
                 self.reply(session, StatusCode::OK, Some(user.public_json()))
                     .await
             }
-            ("PATCH", ["users", id]) => self.update_user(session, &caller, id).await,
+            ("PATCH", ["users", id]) => self.update_user(session, &store, &accounts, id).await,
             ("DELETE", ["users", id]) => {
-                let store = self.store()?;
                 let user = self.user(&store, id).await?;
-                store.delete_user(id).await.map_err(store_error)?;
+                accounts.delete_user(&user).await.map_err(account_error)?;
                 self.forget(id);
-                self.audit(
-                    &store,
-                    &caller,
-                    "admin.user_deleted",
-                    Some(id),
-                    json!({"username": user.username}),
-                )
-                .await;
                 self.reply(session, StatusCode::NO_CONTENT, None).await
             }
-            ("PUT", ["users", id, "password"]) => self.set_password(session, &caller, id).await,
-            ("POST", ["users", id, "unlock"]) => {
-                let store = self.store()?;
-                store
-                    .set_locked_until(id, None)
+            ("PUT", ["users", id, "password"]) => {
+                let body = self.json_body(session).await?;
+                let password = text_field(&body, "password")?
+                    .ok_or_else(|| invalid("password", "required"))?;
+                self.user(&store, id).await?;
+                accounts
+                    .set_password(id, password)
                     .await
-                    .map_err(store_error)?;
-                self.audit(&store, &caller, "admin.user_unlocked", Some(id), json!({}))
-                    .await;
+                    .map_err(account_error)?;
+                self.forget(id);
+                self.reply(session, StatusCode::NO_CONTENT, None).await
+            }
+            ("POST", ["users", id, "unlock"]) => {
+                self.user(&store, id).await?;
+                accounts.unlock(id).await.map_err(account_error)?;
                 self.reply(session, StatusCode::NO_CONTENT, None).await
             }
             ("GET", ["users", id, "roles"]) => {
-                let user = self.user(&*self.store()?, id).await?;
+                let user = self.user(&store, id).await?;
                 self.reply(session, StatusCode::OK, Some(json!({"roles": user.roles})))
                     .await
             }
             ("POST", ["users", id, "roles"]) => {
                 let body = self.json_body(session).await?;
                 let role = text_field(&body, "role")?.ok_or_else(|| invalid("role", "required"))?;
-                let store = self.store()?;
                 self.user(&store, id).await?;
-                let added = store
-                    .add_role(id, &role, self.sessions.now())
-                    .await
-                    .map_err(store_error)?;
-                if added {
+                if accounts.add_role(id, &role).await.map_err(account_error)? {
                     self.forget(id);
-                    self.audit(
-                        &store,
-                        &caller,
-                        "admin.role_granted",
-                        Some(id),
-                        json!({"role": role}),
-                    )
-                    .await;
                 }
                 self.reply(session, StatusCode::NO_CONTENT, None).await
             }
             ("DELETE", ["users", id, "roles", role]) => {
-                let store = self.store()?;
                 self.user(&store, id).await?;
-                if !store
-                    .remove_role(id, role, self.sessions.now())
+                if !accounts
+                    .remove_role(id, role)
                     .await
-                    .map_err(store_error)?
+                    .map_err(account_error)?
                 {
                     return Err(GatewayError::Missing("role assignment"));
                 }
                 self.forget(id);
-                self.audit(
-                    &store,
-                    &caller,
-                    "admin.role_revoked",
-                    Some(id),
-                    json!({"role": role}),
-                )
-                .await;
                 self.reply(session, StatusCode::NO_CONTENT, None).await
             }
             ("GET", ["users", id, "sessions"]) => {
-                let store = self.store()?;
                 self.user(&store, id).await?;
                 let list: Vec<Value> = store
                     .sessions_of(id)
@@ -386,47 +376,25 @@ impl Admin {
                     .await
             }
             ("DELETE", ["users", id, "sessions"]) => {
-                let store = self.store()?;
                 self.user(&store, id).await?;
-                let ended = store
-                    .revoke_sessions(id, self.sessions.now())
-                    .await
-                    .map_err(store_error)?;
+                let ended = accounts.revoke_sessions(id).await.map_err(account_error)?;
                 self.forget(id);
-                self.audit(
-                    &store,
-                    &caller,
-                    "admin.sessions_revoked",
-                    Some(id),
-                    json!({"sessions": ended}),
-                )
-                .await;
                 self.reply(session, StatusCode::OK, Some(json!({"revoked": ended})))
                     .await
             }
             ("DELETE", ["users", id, "sessions", handle]) => {
-                let store = self.store()?;
-                if !store
-                    .delete_user_session(id, handle)
+                if !accounts
+                    .revoke_session(id, handle)
                     .await
-                    .map_err(store_error)?
+                    .map_err(account_error)?
                 {
                     return Err(GatewayError::Missing("session"));
                 }
                 self.forget(id);
-                self.audit(
-                    &store,
-                    &caller,
-                    "admin.session_revoked",
-                    Some(id),
-                    json!({"session": handle}),
-                )
-                .await;
                 self.reply(session, StatusCode::NO_CONTENT, None).await
             }
             ("GET", ["roles"]) => {
-                let roles: Vec<Value> = self
-                    .store()?
+                let roles: Vec<Value> = store
                     .roles()
                     .await
                     .map_err(store_error)?
@@ -442,29 +410,18 @@ impl Admin {
                 let body = self.json_body(session).await?;
                 let name = text_field(&body, "name")?.ok_or_else(|| invalid("name", "required"))?;
                 let description = text_field(&body, "description")?.unwrap_or_default();
-                let store = self.store()?;
-                store
-                    .create_role(&name, &description, self.sessions.now())
-                    .await
-                    .map_err(|e| match store_error(e) {
+                accounts.create_role(&name, &description).await.map_err(
+                    |e| match account_error(e) {
                         GatewayError::Validation { message, .. } => invalid("name", message),
                         other => other,
-                    })?;
-                self.audit(
-                    &store,
-                    &caller,
-                    "admin.role_created",
-                    None,
-                    json!({"role": name}),
-                )
-                .await;
+                    },
+                )?;
                 let created = json!({"name": name, "description": description, "users": 0});
                 self.reply(session, StatusCode::CREATED, Some(created))
                     .await
             }
             ("DELETE", ["roles", role]) => {
                 let force = query_param(session, "force").is_some_and(|v| v == "true");
-                let store = self.store()?;
                 let holders_filter = UserFilter {
                     role: Some(role.to_string()),
                     limit: MAX_PAGE,
@@ -475,24 +432,16 @@ impl Admin {
                     .await
                     .map_err(store_error)?
                     .0;
-                store
-                    .delete_role(role, force, self.sessions.now())
+                accounts
+                    .delete_role(role, force)
                     .await
-                    .map_err(store_error)?;
+                    .map_err(account_error)?;
                 for user in &holders {
                     self.forget(&user.id);
                 }
-                self.audit(
-                    &store,
-                    &caller,
-                    "admin.role_deleted",
-                    None,
-                    json!({"role": role, "forced": force}),
-                )
-                .await;
                 self.reply(session, StatusCode::NO_CONTENT, None).await
             }
-            ("GET", ["events"]) => self.events(session).await,
+            ("GET", ["events"]) => self.events(session, &store).await,
             _ => {
                 let known = ROUTES
                     .iter()
@@ -506,7 +455,7 @@ impl Admin {
         }
     }
 
-    async fn list_users(&self, session: &mut Session) -> Result<(), GatewayError> {
+    async fn list_users(&self, session: &mut Session, store: &Store) -> Result<(), GatewayError> {
         let status = query_param(session, "status")
             .map(|s| {
                 UserStatus::parse(&s)
@@ -522,21 +471,13 @@ impl Admin {
             limit: limit.max(1),
             offset,
         };
-        let (users, total) = self
-            .store()?
-            .search_users(&filter)
-            .await
-            .map_err(store_error)?;
+        let (users, total) = store.search_users(&filter).await.map_err(store_error)?;
         let list: Vec<Value> = users.iter().map(User::public_json).collect();
         let page = json!({"users": list, "total": total, "limit": filter.limit, "offset": offset});
         self.reply(session, StatusCode::OK, Some(page)).await
     }
 
-    async fn create_user(
-        &self,
-        session: &mut Session,
-        caller: &Caller,
-    ) -> Result<(), GatewayError> {
+    async fn user_draft(&self, session: &mut Session) -> Result<UserDraft, GatewayError> {
         let body = self.json_body(session).await?;
         let username =
             text_field(&body, "username")?.ok_or_else(|| invalid("username", "required"))?;
@@ -553,46 +494,22 @@ impl Admin {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(invalid("roles", "must be a list of strings")),
         };
-        let password_hash = match text_field(&body, "password")? {
-            Some(pw) if pw.chars().count() < self.min_password_length => {
-                return Err(invalid(
-                    "password",
-                    format!("must be at least {} characters", self.min_password_length),
-                ));
-            }
-            Some(pw) => Some(
-                self.passwords
-                    .hash(pw)
-                    .await
-                    .map_err(|_| GatewayError::Internal)?,
-            ),
-            None => None,
-        };
-        let new = NewUser {
+        Ok(UserDraft {
             username,
             email,
             given_name: text_field(&body, "given_name")?.unwrap_or_default(),
             surname: text_field(&body, "surname")?.unwrap_or_default(),
             status: status_field(&body)?,
-            password_hash,
+            password: text_field(&body, "password")?,
             roles,
-        };
-        let store = self.store()?;
-        let user = store
-            .create_user(&new, self.sessions.now())
-            .await
-            .map_err(store_error)?;
-        let detail = json!({"username": user.username, "roles": user.roles});
-        self.audit(&store, caller, "admin.user_created", Some(&user.id), detail)
-            .await;
-        self.reply(session, StatusCode::CREATED, Some(user.public_json()))
-            .await
+        })
     }
 
     async fn update_user(
         &self,
         session: &mut Session,
-        caller: &Caller,
+        store: &Store,
+        accounts: &Accounts<'_>,
         id: &str,
     ) -> Result<(), GatewayError> {
         let body = self.json_body(session).await?;
@@ -608,70 +525,24 @@ impl Admin {
             custom_data,
         };
         let status = status_field(&body)?;
-        let store = self.store()?;
-        self.user(&store, id).await?;
-        let now = self.sessions.now();
-        store
-            .update_profile(id, &update, now)
+        self.user(store, id).await?;
+        accounts
+            .update_profile(id, &update)
             .await
-            .map_err(store_error)?;
+            .map_err(account_error)?;
         if let Some(status) = status {
-            store
-                .set_status(id, status, now)
+            accounts
+                .set_status(id, status)
                 .await
-                .map_err(store_error)?;
+                .map_err(account_error)?;
             self.forget(id);
         }
-        let changed: Vec<&str> = ["email", "given_name", "surname", "custom_data", "status"]
-            .into_iter()
-            .filter(|k| body.get(*k).is_some_and(|v| !v.is_null()))
-            .collect();
-        self.audit(
-            &store,
-            caller,
-            "admin.user_updated",
-            Some(id),
-            json!({"changed": changed}),
-        )
-        .await;
-        let user = self.user(&store, id).await?;
+        let user = self.user(store, id).await?;
         self.reply(session, StatusCode::OK, Some(user.public_json()))
             .await
     }
 
-    async fn set_password(
-        &self,
-        session: &mut Session,
-        caller: &Caller,
-        id: &str,
-    ) -> Result<(), GatewayError> {
-        let body = self.json_body(session).await?;
-        let password =
-            text_field(&body, "password")?.ok_or_else(|| invalid("password", "required"))?;
-        if password.chars().count() < self.min_password_length {
-            return Err(invalid(
-                "password",
-                format!("must be at least {} characters", self.min_password_length),
-            ));
-        }
-        let store = self.store()?;
-        self.user(&store, id).await?;
-        let hash = self
-            .passwords
-            .hash(password)
-            .await
-            .map_err(|_| GatewayError::Internal)?;
-        store
-            .set_password_hash(id, &hash, self.sessions.now())
-            .await
-            .map_err(store_error)?;
-        self.forget(id);
-        self.audit(&store, caller, "admin.password_set", Some(id), json!({}))
-            .await;
-        self.reply(session, StatusCode::NO_CONTENT, None).await
-    }
-
-    async fn events(&self, session: &mut Session) -> Result<(), GatewayError> {
+    async fn events(&self, session: &mut Session, store: &Store) -> Result<(), GatewayError> {
         let time = |name: &'static str| -> Result<Option<i64>, GatewayError> {
             query_param(session, name)
                 .map(|v| {
@@ -688,8 +559,7 @@ impl Admin {
             limit: int_param(session, "limit", 50, MAX_PAGE)?.max(1),
             offset: int_param(session, "offset", 0, i64::MAX)?,
         };
-        let events: Vec<Value> = self
-            .store()?
+        let events: Vec<Value> = store
             .events(&filter)
             .await
             .map_err(store_error)?
