@@ -213,10 +213,21 @@ async fn find(store: &Store, name: &str) -> Result<User, CommandError> {
         .ok_or_else(|| CommandError::NoSuchUser(name.to_string()))
 }
 
-fn cli_actor() -> Actor {
-    Actor {
-        name: actor(),
-        ip: None,
+/// The account service as the command line uses it: the shell user is the actor.
+fn cli_accounts<'a>(
+    store: &'a Store,
+    passwords: &'a Passwords,
+    settings: &Settings,
+) -> Accounts<'a> {
+    Accounts {
+        store,
+        passwords,
+        min_password_length: settings.passwords.min_length,
+        actor: Actor {
+            name: actor(),
+            ip: None,
+        },
+        now: now(),
     }
 }
 
@@ -226,13 +237,7 @@ async fn execute(
     command: UserCommand,
 ) -> Result<(), CommandError> {
     let passwords = Passwords::new(settings.passwords.hash, 1)?;
-    let accounts = Accounts {
-        store: &store,
-        passwords: &passwords,
-        min_password_length: settings.passwords.min_length,
-        actor: cli_actor(),
-        now: now(),
-    };
+    let accounts = cli_accounts(&store, &passwords, &settings);
     match command {
         UserCommand::Add {
             name,
@@ -374,13 +379,7 @@ async fn execute(
 pub fn run_role(config_path: Option<&Path>, command: RoleCommand) -> ExitCode {
     with_store(config_path, |settings, store| async move {
         let passwords = Passwords::new(settings.passwords.hash, 1)?;
-        let accounts = Accounts {
-            store: &store,
-            passwords: &passwords,
-            min_password_length: settings.passwords.min_length,
-            actor: cli_actor(),
-            now: now(),
-        };
+        let accounts = cli_accounts(&store, &passwords, &settings);
         match command {
             RoleCommand::List { json } => {
                 let roles = store.roles().await?;
