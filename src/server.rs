@@ -50,10 +50,9 @@ pub enum BuildError {
     Database { url: String, source: StoreError },
 }
 
-/// A built server and handles the caller may want to keep.
+/// A built server and the handle to its database, connected once the server runs.
 pub struct Built {
     pub server: Server,
-    pub metrics: Arc<Metrics>,
     pub store: StoreHandle,
 }
 
@@ -279,9 +278,5 @@ pub fn build_server_with_clock(
         "database",
         DatabaseConnector::new(settings.database.clone(), store.clone()),
     ));
-    Ok(Built {
-        server,
-        metrics,
-        store,
-    })
+    Ok(Built { server, store })
 }

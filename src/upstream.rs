@@ -25,14 +25,6 @@ pub struct Backend {
 }
 
 impl Backend {
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    pub fn addresses(&self) -> Arc<Vec<SocketAddr>> {
-        self.resolved.load_full()
-    }
-
     fn store_lookup(&self, lookup: std::io::Result<Vec<SocketAddr>>) {
         match lookup {
             Ok(mut addrs) => {

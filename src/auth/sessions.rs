@@ -43,10 +43,9 @@ pub struct Sessions {
     cache_misses: prometheus::IntCounter,
 }
 
-/// A freshly created session: the cookie value (shown once, never stored) and its record.
+/// A freshly created session: the cookie value, shown once and never stored.
 pub struct NewSession {
     pub token: String,
-    pub record: SessionRecord,
 }
 
 pub fn principal_of(user: &User) -> Principal {
@@ -134,7 +133,7 @@ impl Sessions {
             user_agent: user_agent.map(|ua| ua.chars().take(512).collect()),
         };
         self.store()?.insert_session(&record).await?;
-        Ok(NewSession { token, record })
+        Ok(NewSession { token })
     }
 
     /// The user behind a session cookie value, if the session is valid now.
