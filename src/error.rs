@@ -53,6 +53,24 @@ pub enum GatewayError {
     Conflict(String),
     #[error("no such {0}")]
     Missing(&'static str),
+    #[error("no such object")]
+    ObjectNotFound,
+    #[error("the object store refused access to this object")]
+    StoreDenied,
+    #[error("the object store could not be reached or failed")]
+    StoreUnavailable,
+    #[error("the object store did not answer in time")]
+    StoreTimeout,
+    #[error("the object store rejected the request")]
+    StoreRejected,
+    #[error("the link's signature does not match")]
+    BadSignature,
+    #[error("the link has expired")]
+    LinkExpired,
+    #[error("a precondition (If-Match, If-Unmodified-Since) failed")]
+    PreconditionFailed,
+    #[error("the requested range is outside the object")]
+    RangeNotSatisfiable,
     #[error("internal error")]
     Internal,
 }
@@ -77,6 +95,13 @@ impl GatewayError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Missing(_) => StatusCode::NOT_FOUND,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::ObjectNotFound => StatusCode::NOT_FOUND,
+            Self::StoreDenied | Self::BadSignature => StatusCode::FORBIDDEN,
+            Self::StoreUnavailable | Self::StoreRejected => StatusCode::BAD_GATEWAY,
+            Self::StoreTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::LinkExpired => StatusCode::GONE,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +131,15 @@ impl GatewayError {
             Self::Conflict(_) => "conflict",
             Self::Missing(_) => "not_found",
             Self::TooManyRequests { .. } => "too_many_requests",
+            Self::ObjectNotFound => "not_found",
+            Self::StoreDenied => "forbidden",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::StoreTimeout => "store_timeout",
+            Self::StoreRejected => "store_error",
+            Self::BadSignature => "bad_signature",
+            Self::LinkExpired => "link_expired",
+            Self::PreconditionFailed => "precondition_failed",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
             Self::Internal => "internal_error",
         }
     }
@@ -144,6 +178,15 @@ mod tests {
             GatewayError::Conflict("x".into()),
             GatewayError::Missing("x"),
             GatewayError::TooManyRequests { retry_after: 1 },
+            GatewayError::ObjectNotFound,
+            GatewayError::StoreDenied,
+            GatewayError::StoreUnavailable,
+            GatewayError::StoreTimeout,
+            GatewayError::StoreRejected,
+            GatewayError::BadSignature,
+            GatewayError::LinkExpired,
+            GatewayError::PreconditionFailed,
+            GatewayError::RangeNotSatisfiable,
             GatewayError::Internal,
         ];
         for e in all {

@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
+pub mod objects;
 pub mod ops;
 pub mod policy;
 pub mod proxy;

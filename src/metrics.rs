@@ -18,6 +18,9 @@ pub struct Metrics {
     pub auth_attempts: IntCounterVec,
     pub sessions_active: IntGauge,
     pub session_cache: IntCounterVec,
+    pub store_requests: IntCounterVec,
+    pub store_bytes: IntCounterVec,
+    pub presigned: IntCounterVec,
 }
 
 impl Metrics {
@@ -73,6 +76,27 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let store_requests = IntCounterVec::new(
+            Opts::new(
+                "postern_store_requests_total",
+                "Object reads by store, operation (get, head) and status class of the answer",
+            ),
+            &["store", "op", "status_class"],
+        )?;
+        let store_bytes = IntCounterVec::new(
+            Opts::new(
+                "postern_store_bytes_total",
+                "Object bytes sent to clients, by store",
+            ),
+            &["store"],
+        )?;
+        let presigned = IntCounterVec::new(
+            Opts::new(
+                "postern_presigned_total",
+                "Presigned URLs and postern-signed links issued, by store",
+            ),
+            &["store"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "postern_build_info",
@@ -90,6 +114,9 @@ impl Metrics {
         registry.register(Box::new(auth_attempts.clone()))?;
         registry.register(Box::new(sessions_active.clone()))?;
         registry.register(Box::new(session_cache.clone()))?;
+        registry.register(Box::new(store_requests.clone()))?;
+        registry.register(Box::new(store_bytes.clone()))?;
+        registry.register(Box::new(presigned.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -100,6 +127,9 @@ impl Metrics {
             auth_attempts,
             sessions_active,
             session_cache,
+            store_requests,
+            store_bytes,
+            presigned,
         })
     }
 

@@ -9,6 +9,7 @@ use pingora::protocols::http::ServerSession;
 
 use crate::config::{Settings, StoreSettings};
 use crate::metrics::Metrics;
+use crate::objects::ObjectStores;
 use crate::services::StoreHandle;
 use crate::upstream::UpstreamPool;
 
@@ -17,6 +18,7 @@ pub struct OpsApp {
     pools: Vec<Arc<UpstreamPool>>,
     metrics: Arc<Metrics>,
     store: StoreHandle,
+    objects: Arc<ObjectStores>,
 }
 
 impl OpsApp {
@@ -25,12 +27,14 @@ impl OpsApp {
         pools: Vec<Arc<UpstreamPool>>,
         metrics: Arc<Metrics>,
         store: StoreHandle,
+        objects: Arc<ObjectStores>,
     ) -> Self {
         Self {
             settings,
             pools,
             metrics,
             store,
+            objects,
         }
     }
 
@@ -67,6 +71,19 @@ impl OpsApp {
                         ));
                     }
                 }
+                StoreSettings::S3(_) => {}
+            }
+        }
+        for s3 in self.objects.s3() {
+            if !s3.pool.is_resolved() {
+                problems.push(format!(
+                    "store {}: the endpoint {} has no resolved address",
+                    s3.name(),
+                    s3.settings.endpoint
+                ));
+            }
+            if !s3.has_credentials() {
+                problems.push(format!("store {}: no credentials yet", s3.name()));
             }
         }
         problems

@@ -21,7 +21,9 @@ use crate::handlers::admin::Admin;
 use crate::metrics::Metrics;
 use crate::ops::OpsApp;
 use crate::proxy::Gateway;
-use crate::services::{DatabaseConnector, DnsRefresher, SessionJanitor, StoreHandle};
+use crate::objects::{LinkSigner, ObjectStores};
+use crate::proxy::assets::Assets;
+use crate::services::{CredentialRefresher, DatabaseConnector, DnsRefresher, SessionJanitor, StoreHandle};
 use crate::store::{Store, StoreError};
 use crate::upstream::UpstreamPool;
 
@@ -172,8 +174,8 @@ pub fn build_server_with_clock(
         ensure_dir(parent)?;
     }
     for store in &settings.stores {
-        match store {
-            StoreSettings::Filesystem { root, .. } => ensure_dir(root)?,
+        if let StoreSettings::Filesystem { root, .. } = store {
+            ensure_dir(root)?;
         }
     }
 
@@ -187,7 +189,9 @@ pub fn build_server_with_clock(
         .iter()
         .map(|u| Arc::new(UpstreamPool::new(u.clone(), metrics.clone())))
         .collect();
-    for pool in &pools {
+    let stores = Arc::new(ObjectStores::new(&settings.stores, &metrics));
+    let store_pools: Vec<Arc<UpstreamPool>> = stores.s3().map(|s3| s3.pool.clone()).collect();
+    for pool in pools.iter().chain(&store_pools) {
         pool.resolve_at_start();
     }
 
@@ -239,6 +243,18 @@ pub fn build_server_with_clock(
                 allow_from: settings.admin_allow_from.clone(),
             },
         });
+    if settings.links.keys_are_random {
+        tracing::info!(
+            "links.keys is not set: signed links use a random key that lives as long as this process"
+        );
+    }
+    let assets = Assets::new(
+        stores.clone(),
+        LinkSigner::new(settings.links.keys.clone()),
+        clock.clone(),
+        metrics.clone(),
+        builtin.as_ref().map(|b| b.prefix.as_str()),
+    );
     let gateway = Gateway::new(
         settings.clone(),
         pools.clone(),
@@ -246,6 +262,7 @@ pub fn build_server_with_clock(
         sessions,
         tokens,
         builtin,
+        assets,
     );
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(settings.server.keepalive_requests);
@@ -263,13 +280,20 @@ pub fn build_server_with_clock(
             pools.clone(),
             metrics.clone(),
             store.clone(),
+            stores.clone(),
         ),
     );
     ops.add_tcp(&settings.ops.listen.to_string());
     ops.threads = Some(1);
     server.add_service(ops);
 
-    server.add_service(background_service("dns", DnsRefresher::new(pools)));
+    let mut resolved_pools = pools;
+    resolved_pools.extend(store_pools);
+    server.add_service(background_service("dns", DnsRefresher::new(resolved_pools)));
+    server.add_service(background_service(
+        "credentials",
+        CredentialRefresher::new(stores.s3().cloned().collect()),
+    ));
     server.add_service(background_service(
         "session janitor",
         SessionJanitor::new(store.clone(), clock, metrics.clone()),

@@ -37,7 +37,16 @@ pub struct FileConfig {
     #[serde(default)]
     pub stores: BTreeMap<String, StoreSection>,
     #[serde(default)]
+    pub links: LinksSection,
+    #[serde(default)]
     pub routes: Vec<RouteSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinksSection {
+    #[serde(default)]
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +181,19 @@ pub struct StoreSection {
     #[serde(rename = "type")]
     pub kind: String,
     pub root: Option<String>,
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub addressing: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    pub profile: Option<String>,
+    pub access_denied: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+    pub tls_verify: Option<bool>,
+    pub resolve_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +214,9 @@ pub struct RouteSection {
     pub cors: Option<CorsSection>,
     pub store: Option<String>,
     pub key: Option<String>,
+    pub mode: Option<String>,
+    pub link_ttl: Option<String>,
+    pub cache_control: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -119,7 +119,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Setting
             format!("line {line}: not valid TOML: {}", one_line(e.message())),
         )]
     })?;
-    let mut problems = Vec::new();
+    let mut problems = secrets_written_inline(&tree);
     interpolate::expand_tree(&mut tree, "", env, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
@@ -130,6 +130,44 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Setting
         vec![Problem::new(path, one_line(e.into_inner().message()))]
     })?;
     validate::validate(file)
+}
+
+/// Object-store keys and link keys may only come from the environment (`${VAR}`), so that a
+/// config file can be shared, committed and logged without leaking them.
+fn secrets_written_inline(tree: &toml::Value) -> Vec<Problem> {
+    let inline = |value: &toml::Value| {
+        value
+            .as_str()
+            .is_some_and(|text| !text.is_empty() && !text.contains("${"))
+    };
+    let mut problems = Vec::new();
+    if let Some(stores) = tree.get("stores").and_then(toml::Value::as_table) {
+        for (name, store) in stores {
+            for key in ["access_key_id", "secret_access_key", "session_token"] {
+                if store.get(key).is_some_and(inline) {
+                    problems.push(Problem::new(
+                        format!("stores.{name}.{key}"),
+                        "keys are read from the environment only: write \"${VAR}\"",
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(keys) = tree
+        .get("links")
+        .and_then(|l| l.get("keys"))
+        .and_then(toml::Value::as_array)
+    {
+        for (i, key) in keys.iter().enumerate() {
+            if inline(key) {
+                problems.push(Problem::new(
+                    format!("links.keys[{i}]"),
+                    "keys are read from the environment only: write \"${VAR}\"",
+                ));
+            }
+        }
+    }
+    problems
 }
 
 fn one_line(message: &str) -> String {

@@ -24,6 +24,7 @@ pub struct Settings {
     pub admin_allow_from: Vec<IpNet>,
     pub upstreams: Vec<UpstreamSettings>,
     pub stores: Vec<StoreSettings>,
+    pub links: LinkSettings,
     pub routes: Vec<RouteSettings>,
 }
 
@@ -238,13 +239,80 @@ impl std::fmt::Display for BackendAddress {
 #[derive(Debug, Clone)]
 pub enum StoreSettings {
     Filesystem { name: String, root: PathBuf },
+    S3(S3Settings),
 }
 
 impl StoreSettings {
     pub fn name(&self) -> &str {
         match self {
             Self::Filesystem { name, .. } => name,
+            Self::S3(s3) => &s3.name,
         }
+    }
+}
+
+/// What a client sees when the object store refuses postern's request (403 from S3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeniedAs {
+    Forbidden,
+    NotFound,
+}
+
+#[derive(Clone)]
+pub enum S3Credentials {
+    /// Keys from the config (which only takes them through `${ENV}`).
+    Static {
+        access_key_id: String,
+        secret_access_key: String,
+        session_token: Option<String>,
+    },
+    /// The standard chain: environment, shared files and profiles, web identity, ECS, IMDSv2.
+    Chain { profile: Option<String> },
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Static { access_key_id, .. } => f
+                .debug_struct("Static")
+                .field("access_key_id", access_key_id)
+                .finish_non_exhaustive(),
+            Self::Chain { profile } => f.debug_struct("Chain").field("profile", profile).finish(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub name: String,
+    pub bucket: String,
+    pub region: String,
+    /// Where requests go: the regional AWS endpoint, or the configured S3-compatible one
+    /// (with the bucket as a subdomain in virtual-host addressing).
+    pub endpoint: BackendAddress,
+    /// `true`: `https://bucket.host/key`; `false` (path style): `https://host/bucket/key`.
+    pub virtual_host: bool,
+    pub credentials: S3Credentials,
+    pub access_denied: DeniedAs,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub tls_verify: bool,
+    pub resolve_interval: Duration,
+}
+
+/// Keys for postern-signed links: the first signs, all verify.
+#[derive(Clone)]
+pub struct LinkSettings {
+    pub keys: Vec<Vec<u8>>,
+    pub keys_are_random: bool,
+}
+
+impl std::fmt::Debug for LinkSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkSettings")
+            .field("keys", &self.keys.len())
+            .field("keys_are_random", &self.keys_are_random)
+            .finish()
     }
 }
 
@@ -275,7 +343,30 @@ pub enum Access {
 pub enum RouteTarget {
     Upstream { upstream: usize, strip_prefix: bool },
     Builtin,
-    Assets { store: usize, key_template: String },
+    Assets(AssetRoute),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssetMode {
+    /// postern fetches the object and streams it to the client.
+    Stream,
+    /// postern answers 302 to an expiring presigned (S3) or postern-signed (filesystem) URL.
+    Redirect,
+}
+
+/// The longest a presigned URL may live (SigV4's limit).
+pub const MAX_LINK_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, Clone)]
+pub struct AssetRoute {
+    pub store: usize,
+    /// The object key: `{path}` (the rest of the request path), `{user_id}`, `{username}`.
+    pub key_template: String,
+    pub mode: AssetMode,
+    /// How long redirect URLs and links made for this route stay valid (and the most
+    /// `?expiresIn=` may ask for).
+    pub link_ttl: Duration,
+    pub cache_control: String,
 }
 
 #[derive(Debug, Clone)]

@@ -148,6 +148,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
     if file.routes.is_empty() {
         c.report("routes", "at least one route is required");
     }
+    let links = link_settings(&mut c, &file);
     let mut names = HashSet::new();
     for (i, section) in file.routes.iter().enumerate() {
         let name = route_name(i, section);
@@ -179,6 +180,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
             admin_allow_from,
             upstreams,
             stores,
+            links,
             routes,
         })
     } else {
@@ -677,8 +679,38 @@ fn store_settings(
     s: &StoreSection,
     data_dir: &Path,
 ) -> Option<StoreSettings> {
+    let at = |key: &str| format!("stores.{name}.{key}");
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+    {
+        c.report(
+            format!("stores.{name}"),
+            "store names are letters, digits, '-' and '_'",
+        );
+    }
     match s.kind.as_str() {
         "fs" => {
+            for (key, present) in [
+                ("bucket", s.bucket.is_some()),
+                ("region", s.region.is_some()),
+                ("endpoint", s.endpoint.is_some()),
+                ("addressing", s.addressing.is_some()),
+                ("access_key_id", s.access_key_id.is_some()),
+                ("secret_access_key", s.secret_access_key.is_some()),
+                ("session_token", s.session_token.is_some()),
+                ("profile", s.profile.is_some()),
+                ("access_denied", s.access_denied.is_some()),
+                ("connect_timeout", s.connect_timeout.is_some()),
+                ("read_timeout", s.read_timeout.is_some()),
+                ("tls_verify", s.tls_verify.is_some()),
+                ("resolve_interval", s.resolve_interval.is_some()),
+            ] {
+                if present {
+                    c.report(at(key), "not allowed on a store of type \"fs\"");
+                }
+            }
             let root = s
                 .root
                 .as_ref()
@@ -689,13 +721,174 @@ fn store_settings(
                 root,
             })
         }
+        "s3" => s3_settings(c, name, s).map(StoreSettings::S3),
         other => {
             c.report(
-                format!("stores.{name}.type"),
-                format!("{other:?} is not a store type this version supports (\"fs\")"),
+                at("type"),
+                format!("{other:?} is not one of \"fs\", \"s3\""),
             );
             None
         }
+    }
+}
+
+fn s3_settings(c: &mut Checker, name: &str, s: &StoreSection) -> Option<S3Settings> {
+    let at = |key: &str| format!("stores.{name}.{key}");
+    let before = c.problems.len();
+    if s.root.is_some() {
+        c.report(at("root"), "not allowed on a store of type \"s3\"");
+    }
+    let bucket = s.bucket.clone().unwrap_or_default();
+    if !valid_bucket_name(&bucket) {
+        c.report(
+            at("bucket"),
+            format!("{bucket:?} is not a bucket name (3-63 characters: a-z, 0-9, '.', '-', '_')"),
+        );
+    }
+    let region = s.region.clone().unwrap_or_default();
+    if region.is_empty()
+        || !region
+            .chars()
+            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+    {
+        c.report(
+            at("region"),
+            format!("{region:?} is not a region name (e.g. \"eu-west-3\"; S3-compatible services usually take \"us-east-1\")"),
+        );
+    }
+    let virtual_host = match s.addressing.as_deref() {
+        None => s.endpoint.is_none(),
+        Some("virtual") => true,
+        Some("path") => false,
+        Some(other) => {
+            c.report(
+                at("addressing"),
+                format!("{other:?} is not one of \"virtual\", \"path\""),
+            );
+            false
+        }
+    };
+    if virtual_host && bucket.contains('.') {
+        c.report(
+            at("addressing"),
+            "a bucket name with '.' does not work with virtual-host addressing over TLS: use \"path\"",
+        );
+    }
+    let base = match &s.endpoint {
+        Some(url) => parse_backend(url).map_err(|e| c.report(at("endpoint"), e)).ok(),
+        None => Some(BackendAddress {
+            tls: true,
+            host: format!("s3.{region}.amazonaws.com"),
+            port: 443,
+        }),
+    };
+    let endpoint = base.map(|b| BackendAddress {
+        host: if virtual_host {
+            format!("{bucket}.{}", b.host)
+        } else {
+            b.host
+        },
+        ..b
+    });
+    let credentials = match (&s.access_key_id, &s.secret_access_key) {
+        (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
+            if s.profile.is_some() {
+                c.report(at("profile"), "not used when static keys are given");
+            }
+            S3Credentials::Static {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                session_token: s.session_token.clone().filter(|t| !t.is_empty()),
+            }
+        }
+        (Some(id), Some(secret)) if id.is_empty() && secret.is_empty() => S3Credentials::Chain {
+            profile: s.profile.clone().filter(|p| !p.is_empty()),
+        },
+        (None, None) => {
+            if s.session_token.is_some() {
+                c.report(at("session_token"), "only used with access_key_id and secret_access_key");
+            }
+            S3Credentials::Chain {
+                profile: s.profile.clone().filter(|p| !p.is_empty()),
+            }
+        }
+        _ => {
+            c.report(
+                at("access_key_id"),
+                "access_key_id and secret_access_key go together: set both (or neither, for the standard credential chain)",
+            );
+            S3Credentials::Chain { profile: None }
+        }
+    };
+    let access_denied = match s.access_denied.as_deref().unwrap_or("forbidden") {
+        "forbidden" => DeniedAs::Forbidden,
+        "not_found" => DeniedAs::NotFound,
+        other => {
+            c.report(
+                at("access_denied"),
+                format!("{other:?} is not one of \"forbidden\" (403), \"not_found\" (404)"),
+            );
+            DeniedAs::Forbidden
+        }
+    };
+    let connect_timeout = c.duration(&at("connect_timeout"), s.connect_timeout.as_ref(), secs(5));
+    let read_timeout = c.duration(&at("read_timeout"), s.read_timeout.as_ref(), secs(30));
+    let resolve_interval =
+        c.duration(&at("resolve_interval"), s.resolve_interval.as_ref(), secs(30));
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(S3Settings {
+        name: name.to_string(),
+        bucket,
+        region,
+        endpoint: endpoint?,
+        virtual_host,
+        credentials,
+        access_denied,
+        connect_timeout,
+        read_timeout,
+        tls_verify: s.tls_verify.unwrap_or(true),
+        resolve_interval,
+    })
+}
+
+fn valid_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name.chars().all(|ch| {
+            ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '.' || ch == '-' || ch == '_'
+        })
+        && name.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+        && name.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+}
+
+/// Keys for postern-signed links. Without any, a random key lives as long as the process.
+fn link_settings(c: &mut Checker, file: &FileConfig) -> LinkSettings {
+    let keys: Vec<Vec<u8>> = file
+        .links
+        .keys
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| !k.is_empty())
+        .filter_map(|(i, key)| {
+            if key.len() < 32 {
+                c.report(format!("links.keys[{i}]"), "must be at least 32 bytes long");
+                return None;
+            }
+            Some(key.as_bytes().to_vec())
+        })
+        .collect();
+    if keys.is_empty() {
+        let mut random = vec![0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+        return LinkSettings {
+            keys: vec![random],
+            keys_are_random: true,
+        };
+    }
+    LinkSettings {
+        keys,
+        keys_are_random: false,
     }
 }
 
@@ -792,6 +985,9 @@ fn route_settings(
         "upstream" => {
             forbid("store", r.store.is_some());
             forbid("key", r.key.is_some());
+            forbid("mode", r.mode.is_some());
+            forbid("link_ttl", r.link_ttl.is_some());
+            forbid("cache_control", r.cache_control.is_some());
             match &r.upstream {
                 None => {
                     c.report(at("upstream"), "required for kind \"upstream\"");
@@ -817,6 +1013,9 @@ fn route_settings(
             forbid("store", r.store.is_some());
             forbid("key", r.key.is_some());
             forbid("strip_prefix", r.strip_prefix.is_some());
+            forbid("mode", r.mode.is_some());
+            forbid("link_ttl", r.link_ttl.is_some());
+            forbid("cache_control", r.cache_control.is_some());
             if r.access.is_some() {
                 c.report(
                     at("access"),
@@ -842,15 +1041,45 @@ fn route_settings(
                 }
             };
             let key_template = r.key.clone().unwrap_or_else(|| "{path}".into());
-            if !key_template.contains("{path}") {
+            if let Err(e) = crate::objects::KeyTemplate::check(&key_template) {
+                c.report(at("key"), e);
+            }
+            if key_template.contains("{user") && access == Access::Public {
                 c.report(
                     at("key"),
-                    "must contain {path}, the rest of the request path",
+                    "uses the user in the key, so access cannot be \"public\"",
                 );
             }
-            store.map(|store| RouteTarget::Assets {
-                store,
-                key_template,
+            let mode = match r.mode.as_deref().unwrap_or("stream") {
+                "stream" => AssetMode::Stream,
+                "redirect" => AssetMode::Redirect,
+                other => {
+                    c.report(
+                        at("mode"),
+                        format!("{other:?} is not one of \"stream\", \"redirect\""),
+                    );
+                    AssetMode::Stream
+                }
+            };
+            let link_ttl = c.duration(&at("link_ttl"), r.link_ttl.as_ref(), secs(3600));
+            if link_ttl.is_zero() || link_ttl > MAX_LINK_TTL {
+                c.report(at("link_ttl"), "must be more than 0 and at most 7 days");
+            }
+            let cache_control = r
+                .cache_control
+                .clone()
+                .unwrap_or_else(|| "private".to_string());
+            if http::HeaderValue::from_str(&cache_control).is_err() {
+                c.report(at("cache_control"), "is not a valid header value");
+            }
+            store.map(|store| {
+                RouteTarget::Assets(AssetRoute {
+                    store,
+                    key_template,
+                    mode,
+                    link_ttl,
+                    cache_control,
+                })
             })
         }
         other => {

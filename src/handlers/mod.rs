@@ -34,7 +34,6 @@ const PLANNED: &[(&str, &str)] = &[
     ("expired", "expired-password change"),
     ("password-policy", "the password policy endpoint"),
     ("files", "the file API"),
-    ("assets", "asset links"),
 ];
 
 const CSRF_COOKIE: &str = "postern_csrf";

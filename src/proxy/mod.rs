@@ -1,6 +1,7 @@
 //! The one `ProxyHttp` implementation. Each phase stays thin and calls into the modules that own
 //! the decision: routing, policy, headers, upstream pools, handlers, metrics.
 
+pub mod assets;
 pub mod body;
 pub mod headers;
 pub mod respond;
@@ -19,14 +20,16 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::auth::{SessionError, Sessions, TokenError, Tokens};
-use crate::config::{RouteTarget, Settings};
+use crate::config::{AssetMode, RouteTarget, Settings};
 use crate::error::GatewayError;
 use crate::handlers::{Builtin, Caller};
 use crate::metrics::{Metrics, NO_ROUTE};
+use crate::objects::ObjectStore;
 use crate::policy::{self, Decision, Principal};
 use crate::routing::{Match, Route, RouteTable, normalize_path};
 use crate::upstream::UpstreamPool;
 
+use assets::{AssetRequest, Assets};
 use body::BodyLimit;
 
 pub struct Gateway {
@@ -37,6 +40,7 @@ pub struct Gateway {
     sessions: Arc<Sessions>,
     tokens: Arc<Tokens>,
     builtin: Option<Builtin>,
+    assets: Assets,
     /// Identity headers (and the assertion header) removed from every client request.
     owned_headers: Vec<header::HeaderName>,
 }
@@ -47,8 +51,10 @@ pub struct RequestCtx {
     route: Option<usize>,
     /// Path and query to send upstream when they differ from what the client sent.
     upstream_uri: Option<String>,
-    /// For built-in routes: the path below the route's prefix.
-    builtin_rest: Option<String>,
+    /// For built-in and asset routes: the path below the route's prefix.
+    rest: Option<String>,
+    /// The object an asset route or a signed link resolved to.
+    asset: Option<AssetRequest>,
     principal: Option<Arc<Principal>>,
     /// The request authenticated with a bearer token, which the app must not see.
     bearer_consumed: bool,
@@ -70,6 +76,7 @@ impl Gateway {
         sessions: Arc<Sessions>,
         tokens: Arc<Tokens>,
         builtin: Option<Builtin>,
+        assets: Assets,
     ) -> Self {
         let routes = RouteTable::new(&settings.routes);
         let mut owned_headers: Vec<header::HeaderName> = settings
@@ -87,6 +94,7 @@ impl Gateway {
             sessions,
             tokens,
             builtin,
+            assets,
             owned_headers,
         }
     }
@@ -96,6 +104,12 @@ impl Gateway {
     }
 
     fn pool(&self, ctx: &RequestCtx) -> Option<&Arc<UpstreamPool>> {
+        if let Some(asset) = &ctx.asset {
+            return match self.assets.store(asset.store)? {
+                ObjectStore::S3(s3) => Some(&s3.pool),
+                ObjectStore::Fs(_) => None,
+            };
+        }
         match self.route(ctx)?.target {
             RouteTarget::Upstream { upstream, .. } => self.pools.get(upstream),
             _ => None,
@@ -162,8 +176,8 @@ impl Gateway {
         ctx.body.check_declared(declared)?;
 
         match route.target {
-            RouteTarget::Builtin => {
-                ctx.builtin_rest = Some(route.strip_prefix(&path).to_string());
+            RouteTarget::Builtin | RouteTarget::Assets(_) => {
+                ctx.rest = Some(route.strip_prefix(&path).to_string());
             }
             RouteTarget::Upstream { strip_prefix, .. } => {
                 let upstream_path = if strip_prefix {
@@ -179,7 +193,6 @@ impl Gateway {
                     ctx.upstream_uri = Some(uri);
                 }
             }
-            RouteTarget::Assets { .. } => {}
         }
         Ok(())
     }
@@ -339,6 +352,153 @@ impl Gateway {
         self.reject(session, ctx, err).await
     }
 
+    fn is_read(session: &Session) -> bool {
+        matches!(session.req_header().method, http::Method::GET | http::Method::HEAD)
+    }
+
+    /// Objects are read with GET and HEAD only.
+    async fn read_only(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+        let err = GatewayError::MethodNotAllowed;
+        respond::send(
+            session,
+            err.status(),
+            "application/json",
+            Bytes::from(respond::json_body(&err)),
+            &[(header::ALLOW, "GET, HEAD".to_string())],
+        )
+        .await?;
+        ctx.failure = Some(err);
+        Ok(true)
+    }
+
+    /// Streams an object: from the filesystem here, or from S3 through the upstream phases.
+    async fn serve_object(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        store: usize,
+        key: String,
+        cache_control: String,
+    ) -> pingora::Result<bool> {
+        let mut asset = AssetRequest {
+            store,
+            key,
+            cache_control,
+            head: session.req_header().method == http::Method::HEAD,
+            replacement: None,
+            error_sample: Vec::new(),
+            upstream_status: 0,
+            bytes: 0,
+        };
+        match self.assets.store(store) {
+            Some(ObjectStore::S3(s3)) => {
+                if !s3.has_credentials() {
+                    return self
+                        .answer(
+                            session,
+                            ctx,
+                            GatewayError::Unavailable("the object store's credentials"),
+                        )
+                        .await;
+                }
+                ctx.asset = Some(asset);
+                Ok(false)
+            }
+            Some(ObjectStore::Fs(_)) => {
+                let outcome = self
+                    .assets
+                    .serve_file(session, &mut asset, &ctx.cors_headers)
+                    .await;
+                ctx.asset = Some(asset);
+                match outcome? {
+                    Ok(_) => Ok(true),
+                    Err(err) => self.answer(session, ctx, err).await,
+                }
+            }
+            None => self.answer(session, ctx, GatewayError::Internal).await,
+        }
+    }
+
+    /// `/_postern/signed/STORE/KEY?expires=…&signature=…`: no login, the signature is the grant.
+    async fn signed_link(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        rest: &str,
+    ) -> pingora::Result<bool> {
+        if !Self::is_read(session) {
+            return self.read_only(session, ctx).await;
+        }
+        let req = session.req_header();
+        match self
+            .assets
+            .verify_signed(&req.method, rest, req.uri.query())
+        {
+            Ok((store, key)) => {
+                self.serve_object(session, ctx, store, key, "private".to_string())
+                    .await
+            }
+            Err(err) => self.answer(session, ctx, err).await,
+        }
+    }
+
+    /// `GET /_postern/assets/url?path=/me/files/a.jpg&expiresIn=300` → `{"url","expires_at"}`,
+    /// for the caller as the asset route would admit them.
+    async fn asset_url(
+        &self,
+        session: &mut Session,
+        principal: Option<&Principal>,
+    ) -> Result<(), GatewayError> {
+        let req = session.req_header();
+        if !Self::is_read(session) {
+            return Err(GatewayError::MethodNotAllowed);
+        }
+        let query = req.uri.query();
+        let path = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "path")
+            .map(|(_, v)| v.into_owned())
+            .ok_or(GatewayError::Validation {
+                field: "path",
+                message: "send the asset's path, e.g. ?path=/assets/a.jpg".into(),
+            })?;
+        let raw_path = path.split(['?', '#']).next().unwrap_or("");
+        let normalized = normalize_path(raw_path).map_err(|_| GatewayError::Validation {
+            field: "path",
+            message: "not a valid absolute path".into(),
+        })?;
+        let host = req
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.host());
+        let route = match self.routes.find(host, &normalized, &http::Method::GET) {
+            Match::Found(route) => route,
+            _ => return Err(GatewayError::ObjectNotFound),
+        };
+        let RouteTarget::Assets(asset_route) = &route.target else {
+            return Err(GatewayError::Validation {
+                field: "path",
+                message: "is not on an asset route".into(),
+            });
+        };
+        match policy::decide(&route.access, principal) {
+            Decision::Allow => {}
+            Decision::Unauthenticated => return Err(GatewayError::Unauthenticated),
+            Decision::Forbidden => return Err(GatewayError::Forbidden),
+        }
+        let key = Assets::key_for(asset_route, route.strip_prefix(&normalized), principal)?;
+        let ttl = Assets::expires_in(query, asset_route.link_ttl)?;
+        let (url, expires_at) = self.assets.link(asset_route.store, &key, ttl)?;
+        let body = serde_json::json!({
+            "url": url,
+            "expires_at": expires_at,
+            "expires_in": ttl.as_secs(),
+        });
+        respond::json(session, http::StatusCode::OK, &body, &[])
+            .await
+            .map_err(|_| GatewayError::Internal)
+    }
+
     fn peer_ip(session: &Session) -> Option<IpAddr> {
         session
             .client_addr()
@@ -417,7 +577,8 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             route: None,
             upstream_uri: None,
-            builtin_rest: None,
+            rest: None,
+            asset: None,
             principal: None,
             bearer_consumed: false,
             cors_headers: Vec::new(),
@@ -476,7 +637,16 @@ impl ProxyHttp for Gateway {
         };
         match route.target {
             RouteTarget::Builtin => {
-                let rest = ctx.builtin_rest.take().unwrap_or_default();
+                let rest = ctx.rest.take().unwrap_or_default();
+                if rest.starts_with("/signed/") {
+                    return self.signed_link(session, ctx, &rest).await;
+                }
+                if rest == "/assets/url" {
+                    return match self.asset_url(session, principal.as_deref()).await {
+                        Ok(()) => Ok(true),
+                        Err(err) => self.answer(session, ctx, err).await,
+                    };
+                }
                 let Some(builtin) = &self.builtin else {
                     return self
                         .answer(session, ctx, GatewayError::UnknownEndpoint)
@@ -492,16 +662,37 @@ impl ProxyHttp for Gateway {
                     Err(err) => self.answer(session, ctx, err).await,
                 };
             }
-            RouteTarget::Assets { .. } | RouteTarget::Upstream { .. } => {}
+            RouteTarget::Assets(_) | RouteTarget::Upstream { .. } => {}
         }
         match policy::decide(&route.access, principal.as_deref()) {
             Decision::Allow => {}
             Decision::Unauthenticated => return self.login_required(session, ctx).await,
             Decision::Forbidden => return self.answer(session, ctx, GatewayError::Forbidden).await,
         }
-        if let RouteTarget::Assets { .. } = route.target {
+        if let RouteTarget::Assets(asset_route) = &route.target {
+            if !Self::is_read(session) {
+                return self.read_only(session, ctx).await;
+            }
+            let rest = ctx.rest.take().unwrap_or_default();
+            let key = match Assets::key_for(asset_route, &rest, principal.as_deref()) {
+                Ok(key) => key,
+                Err(err) => return self.answer(session, ctx, err).await,
+            };
+            if asset_route.mode == AssetMode::Redirect {
+                let query = session.req_header().uri.query();
+                let link = Assets::expires_in(query, asset_route.link_ttl)
+                    .and_then(|ttl| self.assets.link(asset_route.store, &key, ttl));
+                return match link {
+                    Ok((url, _)) => {
+                        self.assets.redirect(session, url).await?;
+                        Ok(true)
+                    }
+                    Err(err) => self.answer(session, ctx, err).await,
+                };
+            }
+            let cache_control = asset_route.cache_control.clone();
             return self
-                .answer(session, ctx, GatewayError::NotImplemented("object stores"))
+                .serve_object(session, ctx, asset_route.store, key, cache_control)
                 .await;
         }
         ctx.principal = principal;
@@ -607,6 +798,10 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if let Some(asset) = &ctx.asset {
+            *upstream_request = self.assets.s3_request(asset, session.req_header())?;
+            return Ok(());
+        }
         if let Some(uri) = &ctx.upstream_uri {
             let uri = uri.parse::<http::Uri>().map_err(|e| {
                 pingora::Error::because(ErrorType::InternalError, "rewritten URI", e)
@@ -650,10 +845,16 @@ impl ProxyHttp for Gateway {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if let Some(asset) = &mut ctx.asset {
+            let html = respond::wants_html(session);
+            return self
+                .assets
+                .s3_response(asset, upstream_response, html, &ctx.cors_headers);
+        }
         headers::strip_hop_by_hop_response(upstream_response);
         for (name, value) in &ctx.cors_headers {
             if *name == "vary" {
@@ -665,6 +866,19 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Option<std::time::Duration>> {
+        if let Some(asset) = &mut ctx.asset {
+            self.assets.s3_body(asset, body, end_of_stream);
+        }
+        Ok(None)
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -674,6 +888,17 @@ impl ProxyHttp for Gateway {
         let err = match ctx.failure.take() {
             Some(err) => Some(err),
             None => gateway_error_for(e),
+        };
+        let err = match err {
+            Some(GatewayError::UpstreamTimeout) if ctx.asset.is_some() => {
+                Some(GatewayError::StoreTimeout)
+            }
+            Some(GatewayError::UpstreamUnavailable | GatewayError::UpstreamProtocol)
+                if ctx.asset.is_some() =>
+            {
+                Some(GatewayError::StoreUnavailable)
+            }
+            other => other,
         };
         if let Some(GatewayError::UpstreamTimeout | GatewayError::UpstreamProtocol) = err
             && !matches!(e.etype(), ErrorType::ConnectTimedout)
@@ -718,6 +943,9 @@ impl ProxyHttp for Gateway {
             .unwrap_or(0);
         let route = self.route_label(ctx);
         let elapsed = ctx.started.elapsed();
+        if let Some(asset) = &ctx.asset {
+            self.assets.record(asset, status);
+        }
         self.metrics
             .observe_request(route, status, elapsed.as_secs_f64());
         if self.settings.log.access_log {

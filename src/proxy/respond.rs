@@ -96,19 +96,19 @@ pub async fn error(session: &mut Session, err: &GatewayError) -> pingora::Result
         session.set_keepalive(None);
         extra.push((header::CONNECTION, "close".to_string()));
     }
-    if wants_html(session) {
-        let body = html_page(status, &err.to_string());
-        send(
-            session,
-            status,
+    let (content_type, body) = error_body(wants_html(session), err);
+    send(session, status, content_type, body.into(), &extra).await
+}
+
+/// The content type and body of `err`: an HTML page for browsers, else JSON.
+pub fn error_body(html: bool, err: &GatewayError) -> (&'static str, String) {
+    if html {
+        (
             "text/html; charset=utf-8",
-            body.into(),
-            &extra,
+            html_page(err.status(), &err.to_string()),
         )
-        .await
     } else {
-        let body = json_body(err);
-        send(session, status, "application/json", body.into(), &extra).await
+        ("application/json", json_body(err))
     }
 }
 

@@ -1,9 +1,11 @@
 //! Pingora background services: work that runs beside the proxy, never on its request path.
 
+mod credentials;
 mod database;
 mod dns;
 mod janitor;
 
+pub use credentials::CredentialRefresher;
 pub use database::{DatabaseConnector, StoreHandle};
 pub use dns::DnsRefresher;
 pub use janitor::SessionJanitor;

@@ -1,0 +1,172 @@
+//! The local filesystem store: a root directory, keys as relative paths below it, resolved so
+//! that neither `..` nor a symlink can lead outside the root.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use tokio::io::AsyncReadExt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("no such object")]
+    NotFound,
+    #[error("the object resolves outside the store's root")]
+    Escapes,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct FsStore {
+    pub name: String,
+    root: PathBuf,
+}
+
+/// An object opened for reading, with what the response needs to describe it.
+pub struct FsObject {
+    pub file: tokio::fs::File,
+    pub size: u64,
+    pub modified: SystemTime,
+    pub etag: String,
+    pub content_type: String,
+}
+
+impl FsStore {
+    pub fn new(name: String, root: PathBuf) -> Self {
+        Self { name, root }
+    }
+
+    /// Opens `key` (validated by `key::decode_object_path` and the route's template) for reading.
+    pub async fn open(&self, key: &str) -> Result<FsObject, FsError> {
+        let root = tokio::fs::canonicalize(&self.root).await?;
+        let candidate = root.join(key);
+        let resolved = match tokio::fs::canonicalize(&candidate).await {
+            Ok(path) => path,
+            Err(e) if is_missing(&e) => return Err(FsError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        if !resolved.starts_with(&root) {
+            return Err(FsError::Escapes);
+        }
+        let mut file = match tokio::fs::File::open(&resolved).await {
+            Ok(file) => file,
+            Err(e) if is_missing(&e) => return Err(FsError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let meta = file.metadata().await?;
+        if !meta.is_file() {
+            return Err(FsError::NotFound);
+        }
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let mtime = modified
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let etag = format!("\"{mtime:x}-{:x}\"", meta.len());
+        let content_type = match content_type_by_extension(&resolved) {
+            Some(t) => t,
+            None => {
+                let mut head = [0u8; 16];
+                let n = file.read(&mut head).await?;
+                file = tokio::fs::File::open(&resolved).await?;
+                sniff(&head[..n]).to_string()
+            }
+        };
+        Ok(FsObject {
+            file,
+            size: meta.len(),
+            modified,
+            etag,
+            content_type,
+        })
+    }
+}
+
+fn is_missing(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    ) || e.raw_os_error() == Some(20) // ENOTDIR on older toolchains' error kinds
+}
+
+fn content_type_by_extension(path: &Path) -> Option<String> {
+    path.extension()?;
+    let mime = mime_guess::from_path(path).first()?;
+    let text = mime.essence_str();
+    Some(if text.starts_with("text/") || text == "application/javascript" || text == "application/json" {
+        format!("{text}; charset=utf-8")
+    } else {
+        text.to_string()
+    })
+}
+
+/// The type of an object without a known extension, from its first bytes.
+pub fn sniff(head: &[u8]) -> &'static str {
+    const SIGNATURES: &[(&[u8], &str)] = &[
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+        (b"\xff\xd8\xff", "image/jpeg"),
+        (b"GIF87a", "image/gif"),
+        (b"GIF89a", "image/gif"),
+        (b"%PDF-", "application/pdf"),
+        (b"PK\x03\x04", "application/zip"),
+        (b"\x1f\x8b", "application/gzip"),
+    ];
+    for (magic, mime) in SIGNATURES {
+        if head.starts_with(magic) {
+            return mime;
+        }
+    }
+    if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" {
+        return "image/webp";
+    }
+    if head.len() >= 12 && &head[4..8] == b"ftyp" && (&head[8..12] == b"avif" || &head[8..12] == b"avis") {
+        return "image/avif";
+    }
+    "application/octet-stream"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_by_extension_and_magic() {
+        assert_eq!(
+            content_type_by_extension(Path::new("a/b.jpg")).as_deref(),
+            Some("image/jpeg")
+        );
+        assert_eq!(
+            content_type_by_extension(Path::new("a.txt")).as_deref(),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(content_type_by_extension(Path::new("noext")), None);
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n...."), "image/png");
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), "image/webp");
+        assert_eq!(sniff(b"hello"), "application/octet-stream");
+    }
+
+    #[tokio::test]
+    async fn symlinks_cannot_leave_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("shared")).unwrap();
+        std::fs::write(dir.path().join("secret.txt"), b"secret").unwrap();
+        std::fs::write(root.join("shared/ok.txt"), b"ok").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("shared/link.txt"))
+            .unwrap();
+        std::os::unix::fs::symlink("ok.txt", root.join("shared/inside.txt")).unwrap();
+        let store = FsStore::new("t".into(), root);
+        assert!(matches!(
+            store.open("shared/link.txt").await,
+            Err(FsError::Escapes)
+        ));
+        assert_eq!(store.open("shared/inside.txt").await.unwrap().size, 2);
+        assert!(matches!(
+            store.open("shared/missing.txt").await,
+            Err(FsError::NotFound)
+        ));
+        assert!(matches!(
+            store.open("shared/ok.txt/x").await,
+            Err(FsError::NotFound)
+        ));
+        assert!(matches!(store.open("shared").await, Err(FsError::NotFound)));
+    }
+}

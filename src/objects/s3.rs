@@ -1,0 +1,179 @@
+//! An S3 (or S3-compatible) bucket: where its requests go, how they are signed, and the cached
+//! credentials they are signed with. Streaming itself is Pingora's (see `proxy::assets`).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+
+use super::key::encode_key;
+use super::sigv4::{self, SignError, SignInput};
+use crate::config::{S3Credentials, S3Settings, UpstreamSettings};
+use crate::metrics::Metrics;
+use crate::upstream::UpstreamPool;
+
+pub struct S3Store {
+    pub settings: S3Settings,
+    /// The endpoint, resolved off the request path like any upstream.
+    pub pool: Arc<UpstreamPool>,
+    credentials: ArcSwapOption<Credentials>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum S3Error {
+    #[error("no credentials for store {0} yet")]
+    NoCredentials(String),
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+impl S3Store {
+    pub fn new(settings: S3Settings, metrics: Arc<Metrics>) -> Self {
+        let upstream = UpstreamSettings {
+            name: format!("store:{}", settings.name),
+            backends: vec![settings.endpoint.clone()],
+            connect_timeout: settings.connect_timeout,
+            read_timeout: settings.read_timeout,
+            write_timeout: settings.read_timeout,
+            idle_timeout: Duration::from_secs(60),
+            tls_verify: settings.tls_verify,
+            sni: None,
+            preserve_host: false,
+            retries: 1,
+            fail_timeout: Duration::from_secs(10),
+            resolve_interval: settings.resolve_interval,
+        };
+        let credentials = match &settings.credentials {
+            S3Credentials::Static {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => Some(Arc::new(Credentials::new(
+                access_key_id,
+                secret_access_key,
+                session_token.clone(),
+                None,
+                "postern config",
+            ))),
+            S3Credentials::Chain { .. } => None,
+        };
+        Self {
+            pool: Arc::new(UpstreamPool::new(upstream, metrics)),
+            settings,
+            credentials: ArcSwapOption::new(credentials),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// The host (and port, when not the scheme's default) requests are sent to and signed for.
+    pub fn authority(&self) -> String {
+        self.settings.endpoint.authority()
+    }
+
+    /// The encoded request path of `key`.
+    pub fn object_path(&self, key: &str) -> String {
+        if self.settings.virtual_host {
+            format!("/{}", encode_key(key))
+        } else {
+            format!("/{}/{}", self.settings.bucket, encode_key(key))
+        }
+    }
+
+    fn current_credentials(&self) -> Result<Arc<Credentials>, S3Error> {
+        self.credentials
+            .load_full()
+            .ok_or_else(|| S3Error::NoCredentials(self.settings.name.clone()))
+    }
+
+    /// Headers that authenticate a GET or HEAD of `path` (from [`Self::object_path`]).
+    pub fn sign_headers(
+        &self,
+        method: &str,
+        path: &str,
+        time: SystemTime,
+    ) -> Result<Vec<(&'static str, String)>, S3Error> {
+        let credentials = self.current_credentials()?;
+        let authority = self.authority();
+        Ok(sigv4::sign_headers(&SignInput {
+            credentials: &credentials,
+            region: &self.settings.region,
+            method,
+            authority: &authority,
+            path_and_query: path,
+            extra_headers: &[],
+            payload: None,
+            time,
+        })?)
+    }
+
+    /// A presigned GET URL for `key`, valid for `expires_in` from `time`.
+    pub fn presign(
+        &self,
+        key: &str,
+        expires_in: Duration,
+        time: SystemTime,
+    ) -> Result<String, S3Error> {
+        let credentials = self.current_credentials()?;
+        let authority = self.authority();
+        let path = self.object_path(key);
+        let query = sigv4::presign_query(
+            &SignInput {
+                credentials: &credentials,
+                region: &self.settings.region,
+                method: "GET",
+                authority: &authority,
+                path_and_query: &path,
+                extra_headers: &[],
+                payload: None,
+                time,
+            },
+            expires_in,
+        )?;
+        let scheme = if self.settings.endpoint.tls { "https" } else { "http" };
+        Ok(format!("{scheme}://{authority}{path}?{query}"))
+    }
+
+    pub fn has_credentials(&self) -> bool {
+        self.credentials.load().is_some()
+    }
+
+    pub fn uses_credential_chain(&self) -> bool {
+        matches!(self.settings.credentials, S3Credentials::Chain { .. })
+    }
+
+    /// Builds the standard credential chain for this store (environment, shared config and
+    /// credentials files with the store's profile, web identity, ECS, IMDSv2).
+    pub async fn credential_chain(
+        &self,
+    ) -> aws_config::default_provider::credentials::DefaultCredentialsChain {
+        let profile = match &self.settings.credentials {
+            S3Credentials::Chain { profile } => profile.clone(),
+            S3Credentials::Static { .. } => None,
+        };
+        let mut builder = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+            .region(aws_config::Region::new(self.settings.region.clone()));
+        if let Some(profile) = profile {
+            builder = builder.profile_name(&profile);
+        }
+        builder.build().await
+    }
+
+    /// Fetches credentials from `chain` and keeps them; returns when they expire, if they do.
+    pub async fn refresh_credentials(
+        &self,
+        chain: &(impl ProvideCredentials + ?Sized),
+    ) -> Result<Option<SystemTime>, String> {
+        let credentials = chain
+            .provide_credentials()
+            .await
+            .map_err(|e| e.to_string())?;
+        let expiry = credentials.expiry();
+        self.credentials.store(Some(Arc::new(credentials)));
+        Ok(expiry)
+    }
+}
