@@ -19,11 +19,13 @@ use crate::config::{RouteTarget, Settings, StoreSettings};
 use crate::handlers::Builtin;
 use crate::handlers::admin::Admin;
 use crate::metrics::Metrics;
+use crate::objects::{LinkSigner, ObjectStores};
 use crate::ops::OpsApp;
 use crate::proxy::Gateway;
-use crate::objects::{LinkSigner, ObjectStores};
 use crate::proxy::assets::Assets;
-use crate::services::{CredentialRefresher, DatabaseConnector, DnsRefresher, SessionJanitor, StoreHandle};
+use crate::services::{
+    CredentialRefresher, DatabaseConnector, DnsRefresher, SessionJanitor, StoreHandle,
+};
 use crate::store::{Store, StoreError};
 use crate::upstream::UpstreamPool;
 
@@ -145,12 +147,22 @@ pub fn server_conf(settings: &Settings, options: ServeOptions) -> ServerConf {
         error_log: s.error_log.as_deref().map(path),
         grace_period_seconds: Some(s.shutdown_grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.as_secs()),
+        // Pingora makes at most this many attempts per request, whatever the route: one at
+        // least (S3 streams need it even without upstreams), two for object stores.
         max_retries: settings
             .upstreams
             .iter()
             .map(|u| u.retries)
+            .chain(
+                settings
+                    .stores
+                    .iter()
+                    .filter(|s| matches!(s, StoreSettings::S3(_)))
+                    .map(|_| 2),
+            )
             .max()
-            .unwrap_or(0),
+            .unwrap_or(0)
+            .max(1),
         ..ServerConf::default()
     }
 }

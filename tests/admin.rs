@@ -33,15 +33,7 @@ upstream = "app"
 }
 
 async fn login(p: &Postern, username: &str, password: &str) -> String {
-    let r = client()
-        .post(p.url("/_postern/login"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "login as {username}");
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
-    cookie.split(';').next().unwrap().to_string()
+    p.login_cookie(username, password).await
 }
 
 struct Api<'a> {

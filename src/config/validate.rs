@@ -775,7 +775,9 @@ fn s3_settings(c: &mut Checker, name: &str, s: &StoreSection) -> Option<S3Settin
         );
     }
     let base = match &s.endpoint {
-        Some(url) => parse_backend(url).map_err(|e| c.report(at("endpoint"), e)).ok(),
+        Some(url) => parse_backend(url)
+            .map_err(|e| c.report(at("endpoint"), e))
+            .ok(),
         None => Some(BackendAddress {
             tls: true,
             host: format!("s3.{region}.amazonaws.com"),
@@ -806,7 +808,10 @@ fn s3_settings(c: &mut Checker, name: &str, s: &StoreSection) -> Option<S3Settin
         },
         (None, None) => {
             if s.session_token.is_some() {
-                c.report(at("session_token"), "only used with access_key_id and secret_access_key");
+                c.report(
+                    at("session_token"),
+                    "only used with access_key_id and secret_access_key",
+                );
             }
             S3Credentials::Chain {
                 profile: s.profile.clone().filter(|p| !p.is_empty()),
@@ -833,8 +838,11 @@ fn s3_settings(c: &mut Checker, name: &str, s: &StoreSection) -> Option<S3Settin
     };
     let connect_timeout = c.duration(&at("connect_timeout"), s.connect_timeout.as_ref(), secs(5));
     let read_timeout = c.duration(&at("read_timeout"), s.read_timeout.as_ref(), secs(30));
-    let resolve_interval =
-        c.duration(&at("resolve_interval"), s.resolve_interval.as_ref(), secs(30));
+    let resolve_interval = c.duration(
+        &at("resolve_interval"),
+        s.resolve_interval.as_ref(),
+        secs(30),
+    );
     if c.problems.len() > before {
         return None;
     }

@@ -43,7 +43,9 @@ fn unix_seconds(t: SystemTime) -> u64 {
 }
 
 fn parse_date(text: &str) -> Option<u64> {
-    httpdate::parse_http_date(text.trim()).ok().map(unix_seconds)
+    httpdate::parse_http_date(text.trim())
+        .ok()
+        .map(unix_seconds)
 }
 
 pub fn evaluate(c: &Conditions, etag: &str, modified: SystemTime) -> Precondition {

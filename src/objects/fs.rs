@@ -91,11 +91,16 @@ fn content_type_by_extension(path: &Path) -> Option<String> {
     path.extension()?;
     let mime = mime_guess::from_path(path).first()?;
     let text = mime.essence_str();
-    Some(if text.starts_with("text/") || text == "application/javascript" || text == "application/json" {
-        format!("{text}; charset=utf-8")
-    } else {
-        text.to_string()
-    })
+    Some(
+        if text.starts_with("text/")
+            || text == "application/javascript"
+            || text == "application/json"
+        {
+            format!("{text}; charset=utf-8")
+        } else {
+            text.to_string()
+        },
+    )
 }
 
 /// The type of an object without a known extension, from its first bytes.
@@ -117,7 +122,10 @@ pub fn sniff(head: &[u8]) -> &'static str {
     if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" {
         return "image/webp";
     }
-    if head.len() >= 12 && &head[4..8] == b"ftyp" && (&head[8..12] == b"avif" || &head[8..12] == b"avis") {
+    if head.len() >= 12
+        && &head[4..8] == b"ftyp"
+        && (&head[8..12] == b"avif" || &head[8..12] == b"avis")
+    {
         return "image/avif";
     }
     "application/octet-stream"

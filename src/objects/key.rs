@@ -132,7 +132,9 @@ fn is_safe_segment(value: &str) -> bool {
     !value.is_empty()
         && value != "."
         && value != ".."
-        && !value.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+        && !value
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
 #[cfg(test)]

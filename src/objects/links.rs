@@ -36,7 +36,9 @@ impl LinkSigner {
     /// The query string (`expires=…&signature=…`) that makes `path` fetchable until `expires`.
     pub fn sign(&self, method: &str, path: &str, expires: i64) -> String {
         let key = self.keys.first().map(Vec::as_slice).unwrap_or_default();
-        let signature = Self::mac(key, method, path, expires).finalize().into_bytes();
+        let signature = Self::mac(key, method, path, expires)
+            .finalize()
+            .into_bytes();
         format!(
             "expires={expires}&signature={}",
             URL_SAFE_NO_PAD.encode(signature)
@@ -96,7 +98,12 @@ mod tests {
             Err(GatewayError::LinkExpired)
         ));
         assert!(matches!(
-            old.verify("GET", "/_postern/signed/default/shared/other.jpg", Some(&query), 0),
+            old.verify(
+                "GET",
+                "/_postern/signed/default/shared/other.jpg",
+                Some(&query),
+                0
+            ),
             Err(GatewayError::BadSignature)
         ));
         assert!(matches!(

@@ -134,7 +134,11 @@ impl S3Store {
             },
             expires_in,
         )?;
-        let scheme = if self.settings.endpoint.tls { "https" } else { "http" };
+        let scheme = if self.settings.endpoint.tls {
+            "https"
+        } else {
+            "http"
+        };
         Ok(format!("{scheme}://{authority}{path}?{query}"))
     }
 
@@ -155,8 +159,9 @@ impl S3Store {
             S3Credentials::Chain { profile } => profile.clone(),
             S3Credentials::Static { .. } => None,
         };
-        let mut builder = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
-            .region(aws_config::Region::new(self.settings.region.clone()));
+        let mut builder =
+            aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+                .region(aws_config::Region::new(self.settings.region.clone()));
         if let Some(profile) = profile {
             builder = builder.profile_name(&profile);
         }

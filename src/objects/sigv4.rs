@@ -58,7 +58,8 @@ fn run(
         .build()
         .map_err(|e| SignError(e.to_string()))?
         .into();
-    let headers = std::iter::once(("host", input.authority)).chain(input.extra_headers.iter().copied());
+    let headers =
+        std::iter::once(("host", input.authority)).chain(input.extra_headers.iter().copied());
     let body = match input.payload {
         Some(bytes) => SignableBody::Bytes(bytes),
         None => SignableBody::UnsignedPayload,

@@ -219,7 +219,8 @@ impl Assets {
         let below = rest
             .strip_prefix("/signed/")
             .ok_or(GatewayError::UnknownEndpoint)?;
-        let (store_name, encoded_key) = below.split_once('/').ok_or(GatewayError::ObjectNotFound)?;
+        let (store_name, encoded_key) =
+            below.split_once('/').ok_or(GatewayError::ObjectNotFound)?;
         let store = self
             .stores
             .index_of(store_name)
@@ -440,7 +441,11 @@ impl Assets {
                 "not an S3 store",
             ));
         };
-        let method = if asset.head { Method::HEAD } else { Method::GET };
+        let method = if asset.head {
+            Method::HEAD
+        } else {
+            Method::GET
+        };
         let path = s3.object_path(&asset.key);
         let mut req = RequestHeader::build(method.clone(), path.as_bytes(), Some(12))?;
         req.insert_header(header::HOST, s3.authority())?;

@@ -353,11 +353,18 @@ impl Gateway {
     }
 
     fn is_read(session: &Session) -> bool {
-        matches!(session.req_header().method, http::Method::GET | http::Method::HEAD)
+        matches!(
+            session.req_header().method,
+            http::Method::GET | http::Method::HEAD
+        )
     }
 
     /// Objects are read with GET and HEAD only.
-    async fn read_only(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<bool> {
+    async fn read_only(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
         let err = GatewayError::MethodNotAllowed;
         respond::send(
             session,

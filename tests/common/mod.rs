@@ -250,6 +250,20 @@ impl Postern {
         user
     }
 
+    /// Logs in with JSON and returns the session cookie as `name=value`, ready for a `Cookie`
+    /// header.
+    pub async fn login_cookie(&self, username: &str, password: &str) -> String {
+        let r = http_client()
+            .post(self.url("/_postern/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(r.status(), 200, "login as {username}");
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+        cookie.split(';').next().unwrap().to_string()
+    }
+
     pub fn ops_url(&self, path: &str) -> String {
         format!("http://{}{}", self.ops_addr, path)
     }
@@ -474,4 +488,92 @@ pub fn raw_request(addr: SocketAddr, request: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A real S3 server (s3s-fs) that verifies SigV4 signatures, serving the buckets that are
+/// directories under `root`.
+pub struct S3Server {
+    pub addr: SocketAddr,
+    pub root: tempfile::TempDir,
+    pub access_key: String,
+    pub secret_key: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl S3Server {
+    pub async fn start(buckets: &[&str]) -> Self {
+        let root = tempfile::tempdir().expect("s3 root");
+        for bucket in buckets {
+            std::fs::create_dir_all(root.path().join(bucket)).expect("bucket dir");
+        }
+        let access_key = "AKIDPOSTERNTEST".to_string();
+        let secret_key = "s3cr3t-k3y-for-the-test-s3-server".to_string();
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs");
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(
+            access_key.clone(),
+            secret_key.clone(),
+        ));
+        let service = builder.build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind s3");
+        let addr = listener.local_addr().expect("s3 addr");
+        let (tx, mut rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let http =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            loop {
+                let socket = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((socket, _)) => socket,
+                        Err(_) => continue,
+                    },
+                    _ = &mut rx => return,
+                };
+                let conn = http
+                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
+                    .into_owned();
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+        });
+        Self {
+            addr,
+            root,
+            access_key,
+            secret_key,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Writes an object straight into the bucket's directory.
+    pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        let path = self.root.path().join(bucket).join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Resident memory of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
