@@ -1371,6 +1371,120 @@ mod tests {
     }
 
     #[test]
+    fn object_stores_and_asset_routes() {
+        let p = problems(
+            r#"
+            [stores.bad]
+            type = "s3"
+            bucket = "No_Such Bucket"
+            region = ""
+            endpoint = "ftp://x"
+            access_key_id = "${ID}"
+            access_denied = "maybe"
+            [stores.inline]
+            type = "s3"
+            bucket = "media"
+            region = "eu-west-3"
+            access_key_id = "AKIAINLINE"
+            secret_access_key = "written-in-the-file"
+            [stores.local]
+            type = "fs"
+            bucket = "x"
+            [links]
+            keys = ["plain-text-key"]
+            [[routes]]
+            path = "/a/"
+            kind = "assets"
+            store = "local"
+            key = "u/{user_id}/{nope}"
+            access = "public"
+            mode = "teleport"
+            link_ttl = "8d"
+            "#,
+        );
+        let expected = [
+            "stores.inline.access_key_id: keys are read from the environment only",
+            "stores.inline.secret_access_key: keys are read from the environment only",
+            "links.keys[0]: keys are read from the environment only",
+        ];
+        for e in expected {
+            assert!(p.iter().any(|x| x.starts_with(e)), "missing {e} in {p:#?}");
+        }
+
+        let p = problems(
+            r#"
+            [stores.bad]
+            type = "s3"
+            bucket = "No_Such Bucket"
+            region = ""
+            endpoint = "ftp://x"
+            access_key_id = "${ID:-id}"
+            access_denied = "maybe"
+            [stores.local]
+            type = "fs"
+            bucket = "x"
+            [[routes]]
+            path = "/a/"
+            kind = "assets"
+            store = "local"
+            key = "u/{user_id}/{nope}"
+            access = "public"
+            mode = "teleport"
+            link_ttl = "8d"
+            [[routes]]
+            path = "/b/"
+            kind = "assets"
+            store = "local"
+            key = "u/{user_id}/{path}"
+            access = "public"
+            "#,
+        );
+        let expected = [
+            "stores.bad.bucket: \"No_Such Bucket\" is not a bucket name",
+            "stores.bad.region: \"\" is not a region name",
+            "stores.bad.endpoint:",
+            "stores.bad.access_key_id: access_key_id and secret_access_key go together",
+            "stores.bad.access_denied: \"maybe\" is not one of",
+            "stores.local.bucket: not allowed on a store of type \"fs\"",
+            "routes[0].key: {nope} is not one of",
+            "routes[0].mode: \"teleport\" is not one of",
+            "routes[0].link_ttl: must be more than 0 and at most 7 days",
+            "routes[1].key: uses the user in the key",
+        ];
+        for e in expected {
+            assert!(p.iter().any(|x| x.starts_with(e)), "missing {e} in {p:#?}");
+        }
+    }
+
+    #[test]
+    fn s3_endpoints_and_addressing() {
+        let text = |extra: &str| {
+            format!(
+                "[stores.m]\ntype = \"s3\"\nbucket = \"media\"\nregion = \"eu-west-3\"\n{extra}\n\
+                 [[routes]]\npath = \"/\"\nkind = \"assets\"\nstore = \"m\"\n"
+            )
+        };
+        let s3 = |extra: &str| match crate::config::parse(&text(extra), &|_| None)
+            .expect("valid")
+            .stores
+            .remove(0)
+        {
+            StoreSettings::S3(s3) => s3,
+            other => panic!("{other:?}"),
+        };
+        let aws = s3("");
+        assert!(aws.virtual_host);
+        assert_eq!(aws.endpoint.to_string(), "https://media.s3.eu-west-3.amazonaws.com:443");
+        assert!(matches!(aws.credentials, S3Credentials::Chain { profile: None }));
+        let minio = s3("endpoint = \"http://127.0.0.1:9000\"");
+        assert!(!minio.virtual_host);
+        assert_eq!(minio.endpoint.to_string(), "http://127.0.0.1:9000");
+        let hosted = s3("endpoint = \"https://objects.example.com\"\naddressing = \"virtual\"\nprofile = \"media\"");
+        assert_eq!(hosted.endpoint.host, "media.objects.example.com");
+        assert!(matches!(hosted.credentials, S3Credentials::Chain { profile: Some(ref p) } if p == "media"));
+    }
+
+    #[test]
     fn cidrs() {
         assert!(parse_cidr("10.0.0.0/8").is_ok());
         assert!(parse_cidr("::1").is_ok());
