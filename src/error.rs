@@ -71,6 +71,19 @@ pub enum GatewayError {
     PreconditionFailed,
     #[error("the requested range is outside the object")]
     RangeNotSatisfiable,
+    #[error("{param}: {message}")]
+    ImageParam {
+        param: &'static str,
+        message: String,
+    },
+    #[error("the object is not an image this gateway transforms (JPEG, PNG, GIF, WebP)")]
+    UnsupportedImage,
+    #[error("the image could not be decoded")]
+    CorruptImage,
+    #[error("{0}")]
+    ImageTooLarge(String),
+    #[error("the image workers are busy; try again shortly")]
+    ImageBusy,
     #[error("internal error")]
     Internal,
 }
@@ -102,6 +115,10 @@ impl GatewayError {
             Self::LinkExpired => StatusCode::GONE,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::ImageParam { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedImage => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::CorruptImage | Self::ImageTooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ImageBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -140,6 +157,11 @@ impl GatewayError {
             Self::LinkExpired => "link_expired",
             Self::PreconditionFailed => "precondition_failed",
             Self::RangeNotSatisfiable => "range_not_satisfiable",
+            Self::ImageParam { .. } => "bad_image_param",
+            Self::UnsupportedImage => "unsupported_image",
+            Self::CorruptImage => "corrupt_image",
+            Self::ImageTooLarge(_) => "image_too_large",
+            Self::ImageBusy => "image_busy",
             Self::Internal => "internal_error",
         }
     }
@@ -187,6 +209,14 @@ mod tests {
             GatewayError::LinkExpired,
             GatewayError::PreconditionFailed,
             GatewayError::RangeNotSatisfiable,
+            GatewayError::ImageParam {
+                param: "w",
+                message: "x".into(),
+            },
+            GatewayError::UnsupportedImage,
+            GatewayError::CorruptImage,
+            GatewayError::ImageTooLarge("x".into()),
+            GatewayError::ImageBusy,
             GatewayError::Internal,
         ];
         for e in all {

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod handlers;
+pub mod images;
 pub mod metrics;
 pub mod objects;
 pub mod ops;

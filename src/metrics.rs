@@ -21,6 +21,10 @@ pub struct Metrics {
     pub store_requests: IntCounterVec,
     pub store_bytes: IntCounterVec,
     pub presigned: IntCounterVec,
+    pub image_transform_seconds: HistogramVec,
+    pub image_cache: IntCounterVec,
+    pub image_queue_depth: IntGauge,
+    pub image_rejected: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +101,34 @@ impl Metrics {
             ),
             &["store"],
         )?;
+        let image_transform_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "postern_image_transform_seconds",
+                "Time spent per image transform phase (fetch, decode, resize, encode)",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["phase"],
+        )?;
+        let image_cache = IntCounterVec::new(
+            Opts::new(
+                "postern_image_cache_total",
+                "Transformed images served from the result cache (hit) or computed (miss)",
+            ),
+            &["result"],
+        )?;
+        let image_queue_depth = IntGauge::new(
+            "postern_image_queue_depth",
+            "Image transforms waiting for a worker",
+        )?;
+        let image_rejected = IntCounterVec::new(
+            Opts::new(
+                "postern_image_rejected_total",
+                "Image requests refused, by reason (bad_param, bad_signature, too_large, unsupported, corrupt, busy)",
+            ),
+            &["reason"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "postern_build_info",
@@ -117,6 +149,10 @@ impl Metrics {
         registry.register(Box::new(store_requests.clone()))?;
         registry.register(Box::new(store_bytes.clone()))?;
         registry.register(Box::new(presigned.clone()))?;
+        registry.register(Box::new(image_transform_seconds.clone()))?;
+        registry.register(Box::new(image_cache.clone()))?;
+        registry.register(Box::new(image_queue_depth.clone()))?;
+        registry.register(Box::new(image_rejected.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -130,6 +166,10 @@ impl Metrics {
             store_requests,
             store_bytes,
             presigned,
+            image_transform_seconds,
+            image_cache,
+            image_queue_depth,
+            image_rejected,
         })
     }
 

@@ -18,11 +18,13 @@ use crate::auth::{
 use crate::config::{RouteTarget, Settings, StoreSettings};
 use crate::handlers::Builtin;
 use crate::handlers::admin::Admin;
+use crate::images::Images;
 use crate::metrics::Metrics;
 use crate::objects::{LinkSigner, ObjectStores};
 use crate::ops::OpsApp;
-use crate::proxy::Gateway;
 use crate::proxy::assets::Assets;
+use crate::proxy::transform::ImageServer;
+use crate::proxy::{Gateway, ObjectServing};
 use crate::services::{
     CredentialRefresher, DatabaseConnector, DnsRefresher, SessionJanitor, StoreHandle,
 };
@@ -267,6 +269,10 @@ pub fn build_server_with_clock(
         metrics.clone(),
         builtin.as_ref().map(|b| b.prefix.as_str()),
     );
+    let images = ImageServer::new(
+        Arc::new(Images::new(settings.images.clone(), metrics.clone())),
+        clock.clone(),
+    );
     let gateway = Gateway::new(
         settings.clone(),
         pools.clone(),
@@ -274,7 +280,7 @@ pub fn build_server_with_clock(
         sessions,
         tokens,
         builtin,
-        assets,
+        ObjectServing { assets, images },
     );
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(settings.server.keepalive_requests);

@@ -39,7 +39,35 @@ pub struct FileConfig {
     #[serde(default)]
     pub links: LinksSection,
     #[serde(default)]
+    pub images: ImagesSection,
+    #[serde(default)]
     pub routes: Vec<RouteSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesSection {
+    pub workers: Option<usize>,
+    pub queue: Option<usize>,
+    pub cache_size: Option<SizeValue>,
+    pub revalidate: Option<String>,
+    pub max_source_size: Option<SizeValue>,
+    pub max_source_pixels: Option<u64>,
+    pub max_width: Option<u32>,
+    pub max_height: Option<u32>,
+    pub quality: Option<u8>,
+    #[serde(default)]
+    pub presets: BTreeMap<String, PresetSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetSection {
+    pub w: Option<u32>,
+    pub h: Option<u32>,
+    pub fit: Option<String>,
+    pub fmt: Option<String>,
+    pub q: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,6 +245,7 @@ pub struct RouteSection {
     pub mode: Option<String>,
     pub link_ttl: Option<String>,
     pub cache_control: Option<String>,
+    pub images: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

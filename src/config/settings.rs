@@ -25,7 +25,23 @@ pub struct Settings {
     pub upstreams: Vec<UpstreamSettings>,
     pub stores: Vec<StoreSettings>,
     pub links: LinkSettings,
+    pub images: ImageSettings,
     pub routes: Vec<RouteSettings>,
+}
+
+/// Image transforms: the worker pool, limits, cache and presets.
+#[derive(Debug, Clone)]
+pub struct ImageSettings {
+    pub workers: usize,
+    pub queue: usize,
+    pub cache_size: u64,
+    /// How long a transformed variant is served without asking the store whether its source
+    /// changed.
+    pub revalidate: Duration,
+    pub max_source_size: u64,
+    pub max_source_pixels: u64,
+    pub bounds: crate::images::params::Bounds,
+    pub presets: std::collections::BTreeMap<String, crate::images::params::Transform>,
 }
 
 impl Settings {
@@ -367,6 +383,8 @@ pub struct AssetRoute {
     /// `?expiresIn=` may ask for).
     pub link_ttl: Duration,
     pub cache_control: String,
+    /// Image transforms on this route, and which parameters they take; off when `None`.
+    pub images: Option<crate::images::params::Policy>,
 }
 
 #[derive(Debug, Clone)]

@@ -149,6 +149,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
         c.report("routes", "at least one route is required");
     }
     let links = link_settings(&mut c, &file);
+    let images = image_settings(&mut c, &file, server.threads);
     let mut names = HashSet::new();
     for (i, section) in file.routes.iter().enumerate() {
         let name = route_name(i, section);
@@ -181,6 +182,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
             upstreams,
             stores,
             links,
+            images,
             routes,
         })
     } else {
@@ -870,6 +872,84 @@ fn valid_bucket_name(name: &str) -> bool {
         && name.ends_with(|ch: char| ch.is_ascii_alphanumeric())
 }
 
+fn image_settings(c: &mut Checker, file: &FileConfig, threads: usize) -> ImageSettings {
+    use crate::images::params::{self, Bounds, Policy};
+    let s = &file.images;
+    let positive = |c: &mut Checker, key: &str, value: Option<u32>, default: u32| match value {
+        Some(0) => {
+            c.report(format!("images.{key}"), "must be at least 1");
+            default
+        }
+        Some(v) => v,
+        None => default,
+    };
+    let quality = match s.quality {
+        Some(q) if !(1..=100).contains(&q) => {
+            c.report("images.quality", "must be from 1 to 100");
+            80
+        }
+        Some(q) => q,
+        None => 80,
+    };
+    let bounds = Bounds {
+        max_width: positive(c, "max_width", s.max_width, 4096),
+        max_height: positive(c, "max_height", s.max_height, 4096),
+        default_quality: quality,
+    };
+    let workers = match s.workers {
+        Some(0) => {
+            c.report("images.workers", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => threads.max(1),
+    };
+    let mut presets = std::collections::BTreeMap::new();
+    for (name, p) in &s.presets {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("w", p.w.map(|v| v.to_string())),
+            ("h", p.h.map(|v| v.to_string())),
+            ("fit", p.fit.clone()),
+            ("fmt", p.fmt.clone()),
+            ("q", p.q.map(|v| v.to_string())),
+        ] {
+            if let Some(value) = value {
+                query.append_pair(key, &value);
+            }
+        }
+        let query = query.finish();
+        match params::parse(Some(&query), Policy::Open, &bounds, &Default::default()) {
+            Ok(Some((transform, _))) => {
+                presets.insert(name.clone(), transform);
+            }
+            Ok(None) => c.report(format!("images.presets.{name}"), "sets no parameter"),
+            Err(e) => c.report(format!("images.presets.{name}.{}", e.param), e.message),
+        }
+    }
+    ImageSettings {
+        workers,
+        queue: s.queue.unwrap_or(64),
+        cache_size: c.size("images.cache_size", s.cache_size.as_ref(), 256 << 20),
+        revalidate: c.duration("images.revalidate", s.revalidate.as_ref(), secs(60)),
+        max_source_size: c.size(
+            "images.max_source_size",
+            s.max_source_size.as_ref(),
+            32 << 20,
+        ),
+        max_source_pixels: match s.max_source_pixels {
+            Some(0) => {
+                c.report("images.max_source_pixels", "must be at least 1");
+                1
+            }
+            Some(n) => n,
+            None => 50_000_000,
+        },
+        bounds,
+        presets,
+    }
+}
+
 /// Keys for postern-signed links. Without any, a random key lives as long as the process.
 fn link_settings(c: &mut Checker, file: &FileConfig) -> LinkSettings {
     let keys: Vec<Vec<u8>> = file
@@ -996,6 +1076,7 @@ fn route_settings(
             forbid("mode", r.mode.is_some());
             forbid("link_ttl", r.link_ttl.is_some());
             forbid("cache_control", r.cache_control.is_some());
+            forbid("images", r.images.is_some());
             match &r.upstream {
                 None => {
                     c.report(at("upstream"), "required for kind \"upstream\"");
@@ -1073,6 +1154,22 @@ fn route_settings(
             if link_ttl.is_zero() || link_ttl > MAX_LINK_TTL {
                 c.report(at("link_ttl"), "must be more than 0 and at most 7 days");
             }
+            let images = match r.images.as_deref().unwrap_or("off") {
+                "off" => None,
+                "on" => Some(crate::images::params::Policy::Open),
+                "presets" => Some(crate::images::params::Policy::PresetsOnly),
+                "signed" => Some(crate::images::params::Policy::Signed),
+                other => {
+                    c.report(
+                        at("images"),
+                        format!("{other:?} is not one of \"off\", \"on\", \"presets\", \"signed\""),
+                    );
+                    None
+                }
+            };
+            if images.is_some() && mode == AssetMode::Redirect {
+                c.report(at("images"), "transforms need mode = \"stream\"");
+            }
             let cache_control = r
                 .cache_control
                 .clone()
@@ -1087,6 +1184,7 @@ fn route_settings(
                     mode,
                     link_ttl,
                     cache_control,
+                    images,
                 })
             })
         }
@@ -1474,14 +1572,24 @@ mod tests {
         };
         let aws = s3("");
         assert!(aws.virtual_host);
-        assert_eq!(aws.endpoint.to_string(), "https://media.s3.eu-west-3.amazonaws.com:443");
-        assert!(matches!(aws.credentials, S3Credentials::Chain { profile: None }));
+        assert_eq!(
+            aws.endpoint.to_string(),
+            "https://media.s3.eu-west-3.amazonaws.com:443"
+        );
+        assert!(matches!(
+            aws.credentials,
+            S3Credentials::Chain { profile: None }
+        ));
         let minio = s3("endpoint = \"http://127.0.0.1:9000\"");
         assert!(!minio.virtual_host);
         assert_eq!(minio.endpoint.to_string(), "http://127.0.0.1:9000");
-        let hosted = s3("endpoint = \"https://objects.example.com\"\naddressing = \"virtual\"\nprofile = \"media\"");
+        let hosted = s3(
+            "endpoint = \"https://objects.example.com\"\naddressing = \"virtual\"\nprofile = \"media\"",
+        );
         assert_eq!(hosted.endpoint.host, "media.objects.example.com");
-        assert!(matches!(hosted.credentials, S3Credentials::Chain { profile: Some(ref p) } if p == "media"));
+        assert!(
+            matches!(hosted.credentials, S3Credentials::Chain { profile: Some(ref p) } if p == "media")
+        );
     }
 
     #[test]

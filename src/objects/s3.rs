@@ -182,3 +182,110 @@ impl S3Store {
         Ok(expiry)
     }
 }
+
+/// A whole object read into memory (for transforms).
+pub struct Fetched {
+    pub bytes: bytes::Bytes,
+    pub etag: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no such object")]
+    NotFound,
+    #[error("the store refused access (status {0})")]
+    Denied(u16),
+    #[error("the object is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("the store failed: {0}")]
+    Failed(String),
+}
+
+impl S3Store {
+    /// GETs `key` whole, at most `max_bytes`, through Pingora's connector (pooled connections to
+    /// the pre-resolved endpoint).
+    pub async fn fetch(
+        &self,
+        connector: &pingora::connectors::http::Connector,
+        key: &str,
+        max_bytes: u64,
+        time: SystemTime,
+    ) -> Result<Fetched, FetchError> {
+        use pingora::http::RequestHeader;
+        use pingora::upstreams::peer::HttpPeer;
+        let failed = |e: &dyn std::fmt::Display| FetchError::Failed(e.to_string());
+        let selected = self
+            .pool
+            .select(0)
+            .ok_or_else(|| FetchError::Failed("no resolved address".into()))?;
+        let address = &self.pool.backends[selected.backend].address;
+        let mut peer = HttpPeer::new(selected.addr, address.tls, address.host.clone());
+        peer.options.connection_timeout = Some(self.settings.connect_timeout);
+        peer.options.read_timeout = Some(self.settings.read_timeout);
+        peer.options.write_timeout = Some(self.settings.read_timeout);
+        peer.options.verify_cert = self.settings.tls_verify;
+        peer.options.verify_hostname = self.settings.tls_verify;
+        let path = self.object_path(key);
+        let mut req =
+            RequestHeader::build("GET", path.as_bytes(), Some(8)).map_err(|e| failed(&e))?;
+        req.insert_header("host", self.authority())
+            .map_err(|e| failed(&e))?;
+        for (name, value) in self
+            .sign_headers("GET", &path, time)
+            .map_err(|e| failed(&e))?
+        {
+            req.insert_header(name, value).map_err(|e| failed(&e))?;
+        }
+        let (mut session, _reused) = connector
+            .get_http_session(&peer)
+            .await
+            .map_err(|e| failed(&e))?;
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(|e| failed(&e))?;
+        session
+            .finish_request_body()
+            .await
+            .map_err(|e| failed(&e))?;
+        session
+            .read_response_header()
+            .await
+            .map_err(|e| failed(&e))?;
+        let (status, etag) = match session.response_header() {
+            Some(resp) => (
+                resp.status.as_u16(),
+                resp.headers
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+            None => return Err(FetchError::Failed("no response".into())),
+        };
+        let outcome = match status {
+            200 => {
+                let mut body = bytes::BytesMut::new();
+                while let Some(chunk) =
+                    session.read_response_body().await.map_err(|e| failed(&e))?
+                {
+                    if (body.len() + chunk.len()) as u64 > max_bytes {
+                        return Err(FetchError::TooLarge(max_bytes));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Fetched {
+                    bytes: body.freeze(),
+                    etag,
+                }
+            }
+            404 => Err(FetchError::NotFound)?,
+            403 => Err(FetchError::Denied(403))?,
+            other => Err(FetchError::Failed(format!("status {other}")))?,
+        };
+        connector
+            .release_http_session(session, &peer, Some(Duration::from_secs(60)))
+            .await;
+        Ok(outcome)
+    }
+}

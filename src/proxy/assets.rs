@@ -232,6 +232,11 @@ impl Assets {
         Ok((store, key))
     }
 
+    /// Checks the `sig` of an image parameter set (see [`LinkSigner::sign_transform`]).
+    pub fn verify_transform(&self, path: &str, canonical: &str, signature: &str) -> bool {
+        self.links.verify_transform(path, canonical, signature)
+    }
+
     pub fn store(&self, index: usize) -> Option<&ObjectStore> {
         self.stores.get(index)
     }

@@ -5,6 +5,7 @@ pub mod assets;
 pub mod body;
 pub mod headers;
 pub mod respond;
+pub mod transform;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::upstream::UpstreamPool;
 
 use assets::{AssetRequest, Assets};
 use body::BodyLimit;
+use transform::{ImageRequest, ImageServer};
 
 pub struct Gateway {
     settings: Arc<Settings>,
@@ -41,8 +43,15 @@ pub struct Gateway {
     tokens: Arc<Tokens>,
     builtin: Option<Builtin>,
     assets: Assets,
+    images: ImageServer,
     /// Identity headers (and the assertion header) removed from every client request.
     owned_headers: Vec<header::HeaderName>,
+}
+
+/// What serves objects: asset routes and signed links, and image transforms.
+pub struct ObjectServing {
+    pub assets: Assets,
+    pub images: ImageServer,
 }
 
 /// Per-request state carried across phases.
@@ -76,8 +85,9 @@ impl Gateway {
         sessions: Arc<Sessions>,
         tokens: Arc<Tokens>,
         builtin: Option<Builtin>,
-        assets: Assets,
+        objects: ObjectServing,
     ) -> Self {
+        let ObjectServing { assets, images } = objects;
         let routes = RouteTable::new(&settings.routes);
         let mut owned_headers: Vec<header::HeaderName> = settings
             .identity_headers
@@ -95,6 +105,7 @@ impl Gateway {
             tokens,
             builtin,
             assets,
+            images,
             owned_headers,
         }
     }
@@ -350,6 +361,40 @@ impl Gateway {
             return Ok(true);
         }
         self.reject(session, ctx, err).await
+    }
+
+    /// The transform the query asks for on an image route; a signed parameter set is checked
+    /// against the request path.
+    fn requested_transform(
+        &self,
+        session: &Session,
+        policy: crate::images::params::Policy,
+    ) -> Result<Option<crate::images::params::Transform>, GatewayError> {
+        let settings = &self.settings.images;
+        let req = session.req_header();
+        let parsed = crate::images::params::parse(
+            req.uri.query(),
+            policy,
+            &settings.bounds,
+            &settings.presets,
+        )
+        .map_err(|e| GatewayError::ImageParam {
+            param: e.param,
+            message: e.message,
+        })?;
+        let Some((transform, signature)) = parsed else {
+            return Ok(None);
+        };
+        if let Some(signature) = signature {
+            let path = normalize_path(req.uri.path()).map_err(|_| GatewayError::BadSignature)?;
+            if !self
+                .assets
+                .verify_transform(&path, &transform.canonical(), &signature)
+            {
+                return Err(GatewayError::BadSignature);
+            }
+        }
+        Ok(Some(transform))
     }
 
     fn is_read(session: &Session) -> bool {
@@ -696,6 +741,32 @@ impl ProxyHttp for Gateway {
                     }
                     Err(err) => self.answer(session, ctx, err).await,
                 };
+            }
+            if let Some(policy) = asset_route.images {
+                match self.requested_transform(session, policy) {
+                    Ok(None) => {}
+                    Ok(Some(transform)) => {
+                        let request = ImageRequest {
+                            store: asset_route.store,
+                            key: &key,
+                            transform,
+                            cache_control: &asset_route.cache_control,
+                            head: session.req_header().method == http::Method::HEAD,
+                        };
+                        let served = self
+                            .images
+                            .serve(session, &self.assets, request, &ctx.cors_headers)
+                            .await?;
+                        return match served {
+                            Ok(_) => Ok(true),
+                            Err(err) => self.answer(session, ctx, err).await,
+                        };
+                    }
+                    Err(err) => {
+                        let err = self.images.refuse(err);
+                        return self.answer(session, ctx, err).await;
+                    }
+                }
             }
             let cache_control = asset_route.cache_control.clone();
             return self

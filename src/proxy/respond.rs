@@ -91,6 +91,9 @@ pub async fn error(session: &mut Session, err: &GatewayError) -> pingora::Result
     if let GatewayError::TooManyRequests { retry_after } = err {
         extra.push((header::RETRY_AFTER, retry_after.to_string()));
     }
+    if let GatewayError::ImageBusy = err {
+        extra.push((header::RETRY_AFTER, "1".to_string()));
+    }
     if matches!(err, GatewayError::PayloadTooLarge { .. }) {
         // The client may still be sending the body we refused: do not read it, close instead.
         session.set_keepalive(None);
@@ -116,6 +119,9 @@ pub fn json_body(err: &GatewayError) -> String {
     let mut body = serde_json::json!({"error": {"code": err.code(), "message": err.to_string()}});
     if let GatewayError::Validation { field, .. } = err {
         body["error"]["field"] = serde_json::json!(field);
+    }
+    if let GatewayError::ImageParam { param, .. } = err {
+        body["error"]["field"] = serde_json::json!(param);
     }
     body.to_string()
 }

@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Asset load comparison, in one run on this machine:
+#  - streaming: a 16 MiB private object fetched through postern (stream mode, SigV4-signed, to
+#    examples/s3_server.rs, an S3 server that verifies signatures) vs fetched directly from that S3 server
+#    with a presigned URL, same connections and duration; prints bytes/s and the ratio;
+#  - redirects: postern answering 302 to a fresh presigned URL (redirect mode) vs nginx answering a
+#    fixed 302; prints requests/s and the ratio.
+#
+#   benches/load/assets.sh                   # defaults: 10s per run, 2 rounds
+#   DURATION=20s ROUNDS=3 benches/load/assets.sh
+#
+# Needs nginx and wrk (installed from Debian's packages when missing and running as root).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DURATION="${DURATION:-10s}"
+ROUNDS="${ROUNDS:-2}"
+STREAM_CONNECTIONS="${STREAM_CONNECTIONS:-8}"
+REDIRECT_CONNECTIONS="${REDIRECT_CONNECTIONS:-64}"
+WRK_THREADS="${WRK_THREADS:-2}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/postern-target}"
+
+need() {
+    command -v "$1" >/dev/null 2>&1 && return
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    else
+        echo "$1 is missing: install the Debian package $2" >&2; exit 1
+    fi
+}
+need nginx nginx-light
+need wrk wrk
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
+        sleep 0.05
+    done
+    echo "nothing listens on $1" >&2; exit 1
+}
+
+echo "building postern and the S3 server (release)..." >&2
+cargo build --release --quiet --bin postern --example s3_server
+POSTERN="$CARGO_TARGET_DIR/release/postern"
+S3="$CARGO_TARGET_DIR/release/examples/s3_server"
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+S3P=$(port); NGX=$(port); PST=$(port); OPS=$(port)
+cores=$(nproc)
+export BENCH_S3_KEY="AKIDBENCH" BENCH_S3_SECRET="bench-secret-key-for-the-load-script"
+
+mkdir -p "$work/s3/media/shared" "$work/ngx"
+head -c $((16 << 20)) /dev/urandom > "$work/s3/media/shared/big.bin"
+
+cat > "$work/ngx/nginx.conf" <<CONF
+worker_processes $cores;
+error_log $work/ngx/error.log;
+pid $work/ngx/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$NGX;
+        keepalive_requests 1000;
+        location / { return 302 "http://127.0.0.1:$S3P/media/shared/big.bin?X-Amz-Algorithm=AWS4-HMAC-SHA256"; }
+    }
+}
+CONF
+cat > "$work/postern.toml" <<CONF
+[server]
+listen = "127.0.0.1:$PST"
+data_dir = "$work/data"
+threads = $cores
+keepalive_requests = 1000
+shutdown_grace_period = "0s"
+[ops]
+listen = "127.0.0.1:$OPS"
+[log]
+level = "warn"
+access_log = false
+[stores.media]
+type = "s3"
+bucket = "media"
+region = "us-east-1"
+endpoint = "http://127.0.0.1:$S3P"
+access_key_id = "\${BENCH_S3_KEY}"
+secret_access_key = "\${BENCH_S3_SECRET}"
+[[routes]]
+name = "postern"
+path = "/_postern/"
+kind = "builtin"
+[[routes]]
+name = "stream"
+path = "/stream/"
+kind = "assets"
+store = "media"
+key = "shared/{path}"
+access = "public"
+[[routes]]
+name = "go"
+path = "/go/"
+kind = "assets"
+store = "media"
+key = "shared/{path}"
+access = "public"
+mode = "redirect"
+CONF
+
+"$S3" "127.0.0.1:$S3P" "$work/s3" "$BENCH_S3_KEY" "$BENCH_S3_SECRET" 2>"$work/s3.log" & pids+=($!)
+nginx -p "$work/ngx" -c "$work/ngx/nginx.conf" -g 'daemon off;' & pids+=($!)
+"$POSTERN" serve -c "$work/postern.toml" 2>"$work/postern.log" & pids+=($!)
+wait_port "$S3P"; wait_port "$NGX"; wait_port "$PST"
+
+PRESIGNED="$(curl -fsS -D - -o /dev/null "http://127.0.0.1:$PST/go/big.bin" | awk 'tolower($1) == "location:" { print $2 }' | tr -d '\r')"
+[ -n "$PRESIGNED" ] || { echo "no presigned URL from postern" >&2; exit 1; }
+direct_sum="$(curl -fsS "$PRESIGNED" | sha256sum)"
+proxied_sum="$(curl -fsS "http://127.0.0.1:$PST/stream/big.bin" | sha256sum)"
+[ "$direct_sum" = "$proxied_sum" ] || { echo "postern's stream differs from the object" >&2; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3P/media/shared/big.bin")" = 403 ] \
+    || { echo "the S3 server does not check signatures" >&2; exit 1; }
+
+# wrk: "Requests/sec:  51234.56", "Transfer/sec:  1.21GB".
+wrk_run() { wrk -t"$WRK_THREADS" -c"$1" -d"$DURATION" "$2"; }
+rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
+bytes_per_s() {
+    awk '/Transfer\/sec/ { v=$2; m=1;
+        if (v ~ /GB$/) m=1024*1024*1024; else if (v ~ /MB$/) m=1024*1024; else if (v ~ /KB$/) m=1024;
+        sub(/[KMG]?B$/, "", v); printf "%.0f\n", v*m }' <<<"$1"
+}
+errors() { awk '/Non-2xx|Non-3xx|Socket errors/ {print}' <<<"$1" | tr '\n' ' '; }
+max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
+
+echo "warming up..." >&2
+wrk -t1 -c4 -d2s "http://127.0.0.1:$PST/stream/big.bin" >/dev/null
+wrk -t1 -c4 -d2s "$PRESIGNED" >/dev/null
+
+best_direct=0; best_stream=0; best_nginx=0; best_redirect=0
+for round in $(seq 1 "$ROUNDS"); do
+    out="$(wrk_run "$STREAM_CONNECTIONS" "$PRESIGNED")"
+    echo "round $round direct from S3: $(bytes_per_s "$out") B/s $(errors "$out")" >&2
+    best_direct=$(max "$best_direct" "$(bytes_per_s "$out")")
+    out="$(wrk_run "$STREAM_CONNECTIONS" "http://127.0.0.1:$PST/stream/big.bin")"
+    echo "round $round through postern: $(bytes_per_s "$out") B/s $(errors "$out")" >&2
+    best_stream=$(max "$best_stream" "$(bytes_per_s "$out")")
+    out="$(wrk_run "$REDIRECT_CONNECTIONS" "http://127.0.0.1:$NGX/go/big.bin")"
+    echo "round $round nginx fixed 302: $(rps "$out") req/s $(errors "$out")" >&2
+    best_nginx=$(max "$best_nginx" "$(rps "$out")")
+    out="$(wrk_run "$REDIRECT_CONNECTIONS" "http://127.0.0.1:$PST/go/big.bin")"
+    echo "round $round postern presigned 302: $(rps "$out") req/s $(errors "$out")" >&2
+    best_redirect=$(max "$best_redirect" "$(rps "$out")")
+done
+
+echo
+echo "assets, $DURATION per run, best of $ROUNDS, $cores cores shared by wrk, postern, nginx and the S3 server"
+printf '%-32s %16s\n' "streaming 16 MiB object" "MiB/s"
+awk -v v="$best_direct" 'BEGIN { printf "%-32s %16.0f\n", "direct from S3 (presigned)", v/1048576 }'
+awk -v v="$best_stream" 'BEGIN { printf "%-32s %16.0f\n", "through postern (signed)", v/1048576 }'
+awk -v p="$best_stream" -v d="$best_direct" 'BEGIN { printf "ratio postern/direct (bytes/s): %.2f\n", p/d }'
+printf '%-32s %16s\n' "302 redirects" "requests/s"
+printf '%-32s %16.0f\n' "nginx, fixed Location" "$best_nginx"
+printf '%-32s %16.0f\n' "postern, presigned per request" "$best_redirect"
+awk -v p="$best_redirect" -v n="$best_nginx" 'BEGIN { printf "ratio postern/nginx (requests/s): %.2f\n", p/n }'

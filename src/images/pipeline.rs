@@ -1,0 +1,334 @@
+//! The CPU part of a transform: check the header, decode within limits, apply the EXIF
+//! orientation, resize (fast_image_resize, Lanczos3), encode (JPEG, PNG, lossy WebP through
+//! libwebp). Synchronous: it runs on the image worker pool, never on a proxy thread.
+
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+
+use super::params::{Fit, Format, Transform};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageError {
+    #[error("the object is not an image this gateway transforms (JPEG, PNG, GIF, WebP)")]
+    Unsupported,
+    #[error("the image could not be decoded: {0}")]
+    Corrupt(String),
+    #[error("the image is {width}x{height}: more than the {limit} pixels allowed")]
+    TooLarge { width: u32, height: u32, limit: u64 },
+    #[error("the result would be {width}x{height}, larger than allowed")]
+    OutputTooLarge { width: u32, height: u32 },
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest source, in pixels (width × height), checked from the header before decoding.
+    pub max_source_pixels: u64,
+    pub max_width: u32,
+    pub max_height: u32,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    pub decode: Duration,
+    pub resize: Duration,
+    pub encode: Duration,
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub bytes: Vec<u8>,
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The source format and dimensions, from the header only.
+pub fn probe(bytes: &[u8]) -> Result<(Format, u32, u32), ImageError> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let format = source_format(reader.format())?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    Ok((format, w, h))
+}
+
+/// The output format a source format maps to when the request keeps "the source's format".
+fn source_format(format: Option<ImageFormat>) -> Result<Format, ImageError> {
+    match format {
+        Some(ImageFormat::Jpeg) => Ok(Format::Jpeg),
+        Some(ImageFormat::Png | ImageFormat::Gif) => Ok(Format::Png),
+        Some(ImageFormat::WebP) => Ok(Format::Webp),
+        _ => Err(ImageError::Unsupported),
+    }
+}
+
+fn decode(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ImageError> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    source_format(reader.format())?;
+    let mut decode_limits = image::Limits::default();
+    decode_limits.max_alloc = Some(limits.max_source_pixels.saturating_mul(4) + (16 << 20));
+    reader.limits(decode_limits);
+    let mut decoder = reader.into_decoder().map_err(|e| match e {
+        image::ImageError::Limits(_) => ImageError::TooLarge {
+            width: 0,
+            height: 0,
+            limit: limits.max_source_pixels,
+        },
+        other => ImageError::Corrupt(other.to_string()),
+    })?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > limits.max_source_pixels {
+        return Err(ImageError::TooLarge {
+            width,
+            height,
+            limit: limits.max_source_pixels,
+        });
+    }
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| match e {
+        image::ImageError::Limits(_) => ImageError::TooLarge {
+            width,
+            height,
+            limit: limits.max_source_pixels,
+        },
+        other => ImageError::Corrupt(other.to_string()),
+    })?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
+
+/// Where the resized image goes: its size, the canvas it is placed on (for `contain`), and
+/// whether the source is cropped to the destination's aspect ratio (for `cover`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    width: u32,
+    height: u32,
+    canvas: Option<(u32, u32)>,
+    crop_to_fill: bool,
+}
+
+fn scaled(value: u32, factor: f64) -> u32 {
+    ((f64::from(value) * factor).round() as u32).max(1)
+}
+
+fn geometry(src: (u32, u32), t: &Transform) -> Geometry {
+    let (sw, sh) = src;
+    let plain = |width, height| Geometry {
+        width,
+        height,
+        canvas: None,
+        crop_to_fill: false,
+    };
+    match (t.width, t.height) {
+        (None, None) => plain(sw, sh),
+        (Some(w), None) => plain(w, scaled(sh, f64::from(w) / f64::from(sw))),
+        (None, Some(h)) => plain(scaled(sw, f64::from(h) / f64::from(sh)), h),
+        (Some(w), Some(h)) => {
+            let fx = f64::from(w) / f64::from(sw);
+            let fy = f64::from(h) / f64::from(sh);
+            match t.fit {
+                Fit::Fill => plain(w, h),
+                Fit::Cover => Geometry {
+                    crop_to_fill: true,
+                    ..plain(w, h)
+                },
+                Fit::Inside => {
+                    let f = fx.min(fy);
+                    plain(scaled(sw, f).min(w), scaled(sh, f).min(h))
+                }
+                Fit::Outside => {
+                    let f = fx.max(fy);
+                    plain(scaled(sw, f).max(w), scaled(sh, f).max(h))
+                }
+                Fit::Contain => {
+                    let f = fx.min(fy);
+                    Geometry {
+                        canvas: Some((w, h)),
+                        ..plain(scaled(sw, f).min(w), scaled(sh, f).min(h))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Transforms `bytes` into `format`.
+pub fn transform(
+    bytes: &[u8],
+    t: &Transform,
+    format: Format,
+    limits: &Limits,
+) -> Result<(Output, Timings), ImageError> {
+    let mut timings = Timings::default();
+    let started = Instant::now();
+    let image = decode(bytes, limits)?;
+    timings.decode = started.elapsed();
+
+    let g = geometry((image.width(), image.height()), t);
+    let (out_w, out_h) = g.canvas.unwrap_or((g.width, g.height));
+    // Outside-fits may exceed the box; nothing may exceed twice the configured maximum.
+    if out_w > limits.max_width.saturating_mul(2) || out_h > limits.max_height.saturating_mul(2) {
+        return Err(ImageError::OutputTooLarge {
+            width: out_w,
+            height: out_h,
+        });
+    }
+
+    let started = Instant::now();
+    let source_size = (image.width(), image.height());
+    let alpha = image.color().has_alpha() || (g.canvas.is_some() && format != Format::Jpeg);
+    let (pixels, pixel_type, channels) = if alpha {
+        (image.into_rgba8().into_raw(), PixelType::U8x4, 4usize)
+    } else {
+        (image.into_rgb8().into_raw(), PixelType::U8x3, 3usize)
+    };
+    let resized = resize(pixels, source_size, pixel_type, &g)?;
+    let (pixels, w, h) = match g.canvas {
+        Some((cw, ch)) => place_on_canvas(&resized, g.width, g.height, cw, ch, channels),
+        None => (resized, g.width, g.height),
+    };
+    timings.resize = started.elapsed();
+
+    let started = Instant::now();
+    let encoded = encode(pixels, w, h, channels, format, t.quality)?;
+    timings.encode = started.elapsed();
+    Ok((
+        Output {
+            bytes: encoded,
+            format,
+            width: w,
+            height: h,
+        },
+        timings,
+    ))
+}
+
+fn resize(
+    pixels: Vec<u8>,
+    (sw, sh): (u32, u32),
+    pixel_type: PixelType,
+    g: &Geometry,
+) -> Result<Vec<u8>, ImageError> {
+    if (sw, sh) == (g.width, g.height) {
+        return Ok(pixels);
+    }
+    let src = Image::from_vec_u8(sw, sh, pixels, pixel_type)
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let mut dst = Image::new(g.width, g.height, pixel_type);
+    let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    if g.crop_to_fill {
+        options = options.fit_into_destination(Some((0.5, 0.5)));
+    }
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .map_err(|e| ImageError::Encode(e.to_string()))?;
+    Ok(dst.into_vec())
+}
+
+/// Centers a `w`×`h` image on a transparent `cw`×`ch` canvas (white once flattened for JPEG).
+fn place_on_canvas(
+    pixels: &[u8],
+    w: u32,
+    h: u32,
+    cw: u32,
+    ch: u32,
+    channels: usize,
+) -> (Vec<u8>, u32, u32) {
+    let mut canvas = vec![0u8; cw as usize * ch as usize * channels];
+    if channels == 3 {
+        canvas.fill(255);
+    }
+    let left = ((cw - w) / 2) as usize;
+    let top = ((ch - h) / 2) as usize;
+    let row = w as usize * channels;
+    for y in 0..h as usize {
+        let from = y * row;
+        let to = ((top + y) * cw as usize + left) * channels;
+        canvas[to..to + row].copy_from_slice(&pixels[from..from + row]);
+    }
+    (canvas, cw, ch)
+}
+
+/// RGBA over white, for formats without alpha.
+fn flatten(rgba: &[u8]) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(rgba.len() / 4 * 3);
+    for px in rgba.chunks_exact(4) {
+        let a = u16::from(px[3]);
+        for &c in &px[..3] {
+            rgb.push(((u16::from(c) * a + 255 * (255 - a) + 127) / 255) as u8);
+        }
+    }
+    rgb
+}
+
+fn encode(
+    pixels: Vec<u8>,
+    w: u32,
+    h: u32,
+    channels: usize,
+    format: Format,
+    quality: u8,
+) -> Result<Vec<u8>, ImageError> {
+    match format {
+        Format::Jpeg => {
+            let rgb = if channels == 4 {
+                flatten(&pixels)
+            } else {
+                pixels
+            };
+            let (w16, h16) = match (u16::try_from(w), u16::try_from(h)) {
+                (Ok(a), Ok(b)) => (a, b),
+                _ => {
+                    return Err(ImageError::OutputTooLarge {
+                        width: w,
+                        height: h,
+                    });
+                }
+            };
+            let mut out = Vec::with_capacity(rgb.len() / 8);
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
+            encoder.set_optimized_huffman_tables(true);
+            encoder
+                .encode(&rgb, w16, h16, jpeg_encoder::ColorType::Rgb)
+                .map_err(|e| ImageError::Encode(e.to_string()))?;
+            Ok(out)
+        }
+        Format::Webp => {
+            let encoder = if channels == 4 {
+                webp::Encoder::from_rgba(&pixels, w, h)
+            } else {
+                webp::Encoder::from_rgb(&pixels, w, h)
+            };
+            let encoded = encoder
+                .encode_simple(false, f32::from(quality))
+                .map_err(|e| ImageError::Encode(format!("{e:?}")))?;
+            Ok(encoded.to_vec())
+        }
+        Format::Png => {
+            use image::ImageEncoder;
+            use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
+            let mut out = Vec::new();
+            let color = if channels == 4 {
+                image::ExtendedColorType::Rgba8
+            } else {
+                image::ExtendedColorType::Rgb8
+            };
+            PngEncoder::new_with_quality(&mut out, CompressionType::Level(6), PngFilter::NoFilter)
+                .write_image(&pixels, w, h, color)
+                .map_err(|e| ImageError::Encode(e.to_string()))?;
+            Ok(out)
+        }
+    }
+}

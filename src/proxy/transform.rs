@@ -1,0 +1,271 @@
+//! Transformed images on asset routes: a variant known to be current is answered from memory
+//! (`304` or the cached bytes) without touching the store; otherwise the source is fetched
+//! (conditionally, when a cached variant may still be current), rendered on the image pool and
+//! cached.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{StatusCode, header};
+use pingora::connectors::http::Connector;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use tokio::io::AsyncReadExt;
+
+use super::assets::Assets;
+use crate::auth::Clock;
+use crate::config::DeniedAs;
+use crate::error::GatewayError;
+use crate::images::params::Transform;
+use crate::images::pipeline::ImageError;
+use crate::images::pool::PoolError;
+use crate::images::{Images, RenderError, Rendered};
+use crate::objects::ObjectStore;
+use crate::objects::fs::FsError;
+use crate::objects::s3::{FetchError, Fetched};
+
+/// One image request, as the proxy resolved it.
+pub struct ImageRequest<'a> {
+    pub store: usize,
+    pub key: &'a str,
+    pub transform: Transform,
+    pub cache_control: &'a str,
+    pub head: bool,
+}
+
+pub struct ImageServer {
+    pub images: Arc<Images>,
+    connector: Connector,
+    clock: Arc<dyn Clock>,
+}
+
+fn takes_webp(accept: Option<&str>) -> bool {
+    let probe = crate::images::params::Transform {
+        width: None,
+        height: None,
+        fit: crate::images::params::Fit::Cover,
+        format: crate::images::params::FormatRequest::Auto,
+        quality: 1,
+    };
+    probe.negotiate(crate::images::params::Format::Jpeg, accept)
+        == crate::images::params::Format::Webp
+}
+
+fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
+    if_none_match.is_some_and(|list| {
+        list.split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == etag)
+    })
+}
+
+impl ImageServer {
+    pub fn new(images: Arc<Images>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            images,
+            connector: Connector::new(None),
+            clock,
+        }
+    }
+
+    fn rejected(&self, err: GatewayError) -> GatewayError {
+        let reason = match &err {
+            GatewayError::ImageParam { .. } => "bad_param",
+            GatewayError::BadSignature => "bad_signature",
+            GatewayError::ImageTooLarge(_) => "too_large",
+            GatewayError::UnsupportedImage => "unsupported",
+            GatewayError::CorruptImage => "corrupt",
+            GatewayError::ImageBusy => "busy",
+            _ => return err,
+        };
+        self.images.count_rejected(reason);
+        err
+    }
+
+    /// Counts a parameter or signature problem found by the caller.
+    pub fn refuse(&self, err: GatewayError) -> GatewayError {
+        self.rejected(err)
+    }
+
+    async fn fetch(
+        &self,
+        assets: &Assets,
+        store: usize,
+        key: &str,
+    ) -> Result<Fetched, GatewayError> {
+        let max = self.images.settings.max_source_size;
+        let too_large =
+            || GatewayError::ImageTooLarge(format!("the source image is larger than {max} bytes"));
+        match assets.store(store) {
+            Some(ObjectStore::Fs(fs)) => {
+                let mut object = fs.open(key).await.map_err(|e| match e {
+                    FsError::NotFound | FsError::Escapes => GatewayError::ObjectNotFound,
+                    FsError::Io(_) => GatewayError::StoreUnavailable,
+                })?;
+                if object.size > max {
+                    return Err(too_large());
+                }
+                let mut bytes = Vec::with_capacity(object.size as usize);
+                (&mut object.file)
+                    .take(max + 1)
+                    .read_to_end(&mut bytes)
+                    .await
+                    .map_err(|_| GatewayError::StoreUnavailable)?;
+                if bytes.len() as u64 > max {
+                    return Err(too_large());
+                }
+                Ok(Fetched {
+                    bytes: Bytes::from(bytes),
+                    etag: object.etag,
+                })
+            }
+            Some(ObjectStore::S3(s3)) => {
+                let now = UNIX_EPOCH + Duration::from_secs(self.clock.now().max(0) as u64);
+                s3.fetch(&self.connector, key, max, now)
+                    .await
+                    .map_err(|e| match e {
+                        FetchError::NotFound => GatewayError::ObjectNotFound,
+                        FetchError::Denied(_) => match s3.settings.access_denied {
+                            DeniedAs::Forbidden => GatewayError::StoreDenied,
+                            DeniedAs::NotFound => GatewayError::ObjectNotFound,
+                        },
+                        FetchError::TooLarge(_) => too_large(),
+                        FetchError::Failed(reason) => {
+                            tracing::warn!(store = s3.name(), %reason, "cannot fetch an image source");
+                            GatewayError::StoreUnavailable
+                        }
+                    })
+            }
+            None => Err(GatewayError::Internal),
+        }
+    }
+
+    /// The rendered variant, from memory when it is known to be current.
+    async fn rendered(
+        &self,
+        assets: &Assets,
+        req: &ImageRequest<'_>,
+        variant_key: &str,
+        webp: bool,
+        if_none_match: Option<&str>,
+    ) -> Result<Result<Arc<Rendered>, String>, GatewayError> {
+        if let Some(known) = self.images.known_variant(variant_key) {
+            if etag_matches(if_none_match, &known.etag) {
+                self.images.count_cache(true);
+                return Ok(Err(known.etag));
+            }
+            if let Some(hit) = self.images.cached(variant_key, &known.source_etag).await {
+                self.images.count_cache(true);
+                return Ok(Ok(hit));
+            }
+        }
+        let started = Instant::now();
+        let Fetched {
+            bytes: source,
+            etag: source_etag,
+        } = match self.fetch(assets, req.store, req.key).await {
+            Ok(fetched) => fetched,
+            Err(err) => {
+                self.images.forget_variant(variant_key);
+                return Err(err);
+            }
+        };
+        self.images.observe("fetch", started.elapsed());
+        let rendered = self
+            .images
+            .render(variant_key, &source_etag, source, &req.transform, webp)
+            .await
+            .map_err(|e| match e {
+                RenderError::Pool(PoolError::Busy) => GatewayError::ImageBusy,
+                RenderError::Pool(PoolError::Failed) => GatewayError::Internal,
+                RenderError::Image(ImageError::Unsupported) => GatewayError::UnsupportedImage,
+                RenderError::Image(ImageError::Corrupt(reason)) => {
+                    tracing::debug!(%reason, "an image could not be decoded");
+                    GatewayError::CorruptImage
+                }
+                RenderError::Image(
+                    e @ (ImageError::TooLarge { .. } | ImageError::OutputTooLarge { .. }),
+                ) => GatewayError::ImageTooLarge(e.to_string()),
+                RenderError::Image(ImageError::Encode(reason)) => {
+                    tracing::error!(%reason, "an image could not be encoded");
+                    GatewayError::Internal
+                }
+            })?;
+        Ok(Ok(rendered))
+    }
+
+    /// Answers with the transformed image. Inner `Err`: an error still answerable.
+    pub async fn serve(
+        &self,
+        session: &mut Session,
+        assets: &Assets,
+        req: ImageRequest<'_>,
+        extra_headers: &[(&'static str, String)],
+    ) -> pingora::Result<Result<u16, GatewayError>> {
+        let headers = &session.req_header().headers;
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let if_none_match = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let webp = takes_webp(accept);
+        let store_name = assets.store(req.store).map_or("", ObjectStore::name);
+        let variant_key = Images::variant_key(store_name, req.key, &req.transform, webp);
+        let outcome = self
+            .rendered(assets, &req, &variant_key, webp, if_none_match.as_deref())
+            .await;
+        let rendered = match outcome {
+            Ok(rendered) => rendered,
+            Err(err) => return Ok(Err(self.rejected(err))),
+        };
+        let (status, etag, body, content_type) = match rendered {
+            Err(etag) => (StatusCode::NOT_MODIFIED, etag, None, None),
+            Ok(r) if etag_matches(if_none_match.as_deref(), &r.etag) => {
+                (StatusCode::NOT_MODIFIED, r.etag.clone(), None, None)
+            }
+            Ok(r) => (
+                StatusCode::OK,
+                r.etag.clone(),
+                Some(r.bytes.clone()),
+                Some(r.content_type),
+            ),
+        };
+        let mut resp = ResponseHeader::build(status, Some(8))?;
+        resp.insert_header(header::ETAG, etag)?;
+        resp.insert_header(header::CACHE_CONTROL, req.cache_control)?;
+        resp.insert_header(header::VARY, "Accept")?;
+        resp.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+        if let (Some(body), Some(content_type)) = (&body, content_type) {
+            resp.insert_header(header::CONTENT_TYPE, content_type)?;
+            resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
+        }
+        for (name, value) in extra_headers {
+            resp.append_header(*name, value.as_str())?;
+        }
+        let send_body = body.filter(|_| !req.head);
+        session
+            .write_response_header(Box::new(resp), send_body.is_none())
+            .await?;
+        if let Some(body) = send_body {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(Ok(status.as_u16()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webp_detection_and_etag_lists() {
+        assert!(takes_webp(Some("image/avif,image/webp,*/*")));
+        assert!(!takes_webp(Some("image/png,*/*;q=0.8")));
+        assert!(!takes_webp(None));
+        assert!(etag_matches(Some("\"a\", \"b\""), "\"b\""));
+        assert!(etag_matches(Some("W/\"b\""), "\"b\""));
+        assert!(!etag_matches(Some("\"a\""), "\"b\""));
+        assert!(!etag_matches(None, "\"b\""));
+    }
+}
