@@ -603,9 +603,10 @@ access = "public"
     let r = c.get(p.url("/assets/logo.png")).send().await.unwrap();
     assert_eq!(r.status(), 401, "access is decided before anything else");
     let r = c.get(p.url("/open/logo.png")).send().await.unwrap();
-    assert_eq!(r.status(), 501);
+    assert_eq!(r.status(), 404);
+    assert_eq!(code(json(r).await), "not_found", "a missing object, not the app");
     let r = c.head(p.url("/open/logo.png")).send().await.unwrap();
-    assert_eq!(r.status(), 501);
+    assert_eq!(r.status(), 404);
     assert!(
         r.bytes().await.unwrap().is_empty(),
         "HEAD gets headers only"

@@ -20,39 +20,15 @@ REDIRECT_CONNECTIONS="${REDIRECT_CONNECTIONS:-64}"
 WRK_THREADS="${WRK_THREADS:-2}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/postern-target}"
 
-need() {
-    command -v "$1" >/dev/null 2>&1 && return
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-    else
-        echo "$1 is missing: install the Debian package $2" >&2; exit 1
-    fi
-}
+. benches/load/common.sh
 need nginx nginx-light
 need wrk wrk
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
-        sleep 0.05
-    done
-    echo "nothing listens on $1" >&2; exit 1
-}
 
 echo "building postern and the S3 server (release)..." >&2
 cargo build --release --quiet --bin postern --example s3_server
 POSTERN="$CARGO_TARGET_DIR/release/postern"
 S3="$CARGO_TARGET_DIR/release/examples/s3_server"
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 S3P=$(port); NGX=$(port); PST=$(port); OPS=$(port)
 cores=$(nproc)

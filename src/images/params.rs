@@ -114,7 +114,7 @@ impl Transform {
             FormatRequest::Fixed(f) => f,
             FormatRequest::Source => source,
             FormatRequest::Auto => {
-                if accepts(accept, "image/webp") {
+                if takes_webp(accept) {
                     Format::Webp
                 } else {
                     source
@@ -124,7 +124,12 @@ impl Transform {
     }
 }
 
-/// True when `accept` lists `mime` (or `image/*`, `*/*`) with a non-zero quality.
+/// True when the client's `Accept` names WebP (with a non-zero quality): what `fmt=auto` asks.
+pub fn takes_webp(accept: Option<&str>) -> bool {
+    accepts(accept, "image/webp")
+}
+
+/// True when `accept` lists `mime` explicitly with a non-zero quality.
 fn accepts(accept: Option<&str>, mime: &str) -> bool {
     let Some(accept) = accept else { return false };
     accept.split(',').any(|item| {

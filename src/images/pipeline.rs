@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
 use super::params::{Fit, Format, Transform};
@@ -70,22 +71,51 @@ fn source_format(format: Option<ImageFormat>) -> Result<Format, ImageError> {
     }
 }
 
-fn decode(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ImageError> {
+fn limits_error(
+    width: u32,
+    height: u32,
+    limits: &Limits,
+) -> impl Fn(image::ImageError) -> ImageError {
+    let limit = limits.max_source_pixels;
+    move |e| match e {
+        image::ImageError::Limits(_) => ImageError::TooLarge {
+            width,
+            height,
+            limit,
+        },
+        other => ImageError::Corrupt(other.to_string()),
+    }
+}
+
+/// Whether an EXIF orientation turns the image by a quarter (width and height swap).
+fn swaps_axes(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+/// Decodes `bytes` upright. For JPEG, `needed` (the smallest upright size the resize needs)
+/// lets the decoder scale down by 1/2, 1/4 or 1/8 in the IDCT ("shrink-on-load", as libvips
+/// does), which saves most of the decoding work for thumbnails. Returns the image and the
+/// upright size of the original.
+fn decode(
+    bytes: &[u8],
+    limits: &Limits,
+    needed: impl Fn((u32, u32)) -> (u32, u32),
+) -> Result<(DynamicImage, (u32, u32)), ImageError> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ImageError::Corrupt(e.to_string()))?;
-    source_format(reader.format())?;
+    let format = reader.format();
+    source_format(format)?;
     let mut decode_limits = image::Limits::default();
     decode_limits.max_alloc = Some(limits.max_source_pixels.saturating_mul(4) + (16 << 20));
     reader.limits(decode_limits);
-    let mut decoder = reader.into_decoder().map_err(|e| match e {
-        image::ImageError::Limits(_) => ImageError::TooLarge {
-            width: 0,
-            height: 0,
-            limit: limits.max_source_pixels,
-        },
-        other => ImageError::Corrupt(other.to_string()),
-    })?;
+    let mut decoder = reader.into_decoder().map_err(limits_error(0, 0, limits))?;
     let (width, height) = decoder.dimensions();
     if u64::from(width) * u64::from(height) > limits.max_source_pixels {
         return Err(ImageError::TooLarge {
@@ -94,19 +124,51 @@ fn decode(bytes: &[u8], limits: &Limits) -> Result<DynamicImage, ImageError> {
             limit: limits.max_source_pixels,
         });
     }
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| match e {
-        image::ImageError::Limits(_) => ImageError::TooLarge {
-            width,
-            height,
-            limit: limits.max_source_pixels,
-        },
-        other => ImageError::Corrupt(other.to_string()),
-    })?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let upright = if swaps_axes(orientation) {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    let (need_w, need_h) = needed(upright);
+    let (need_w, need_h) = if swaps_axes(orientation) {
+        (need_h, need_w)
+    } else {
+        (need_w, need_h)
+    };
+    let shrinkable =
+        format == Some(ImageFormat::Jpeg) && need_w * 2 <= width && need_h * 2 <= height;
+    let mut image = match shrinkable
+        .then(|| decode_jpeg_scaled(bytes, need_w, need_h))
+        .flatten()
+    {
+        Some(image) => image,
+        None => DynamicImage::from_decoder(decoder).map_err(limits_error(width, height, limits))?,
+    };
     image.apply_orientation(orientation);
-    Ok(image)
+    Ok((image, upright))
+}
+
+/// A JPEG decoded at the smallest IDCT scale that is still at least `w`×`h`; `None` when this
+/// decoder cannot (e.g. CMYK or 16-bit), so that the general decoder takes over.
+fn decode_jpeg_scaled(bytes: &[u8], w: u32, h: u32) -> Option<DynamicImage> {
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    decoder.read_info().ok()?;
+    let (sw, sh) = decoder
+        .scale(u16::try_from(w).ok()?, u16::try_from(h).ok()?)
+        .ok()?;
+    let pixel_format = decoder.info()?.pixel_format;
+    let pixels = decoder.decode().ok()?;
+    let (sw, sh) = (u32::from(sw), u32::from(sh));
+    match pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => {
+            image::RgbImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageRgb8)
+        }
+        jpeg_decoder::PixelFormat::L8 => {
+            image::GrayImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageLuma8)
+        }
+        _ => None,
+    }
 }
 
 /// Where the resized image goes: its size, the canvas it is placed on (for `contain`), and
@@ -173,10 +235,14 @@ pub fn transform(
 ) -> Result<(Output, Timings), ImageError> {
     let mut timings = Timings::default();
     let started = Instant::now();
-    let image = decode(bytes, limits)?;
+    // The decoded image must be at least as large as what the resize makes of it.
+    let (image, upright) = decode(bytes, limits, |size| {
+        let g = geometry(size, t);
+        (g.width, g.height)
+    })?;
     timings.decode = started.elapsed();
 
-    let g = geometry((image.width(), image.height()), t);
+    let g = geometry(upright, t);
     let (out_w, out_h) = g.canvas.unwrap_or((g.width, g.height));
     // Outside-fits may exceed the box; nothing may exceed twice the configured maximum.
     if out_w > limits.max_width.saturating_mul(2) || out_h > limits.max_height.saturating_mul(2) {

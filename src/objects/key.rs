@@ -13,7 +13,7 @@ pub enum KeyError {
     DotSegment,
     #[error("the object path is not valid UTF-8")]
     NotUtf8,
-    #[error("no object named")]
+    #[error("the path names no object")]
     Empty,
     #[error("this user cannot be placed in an object key")]
     UnsafeUser,

@@ -10,6 +10,12 @@ use crate::error::GatewayError;
 
 type HmacSha256 = Hmac<Sha256>;
 
+fn keyed(key: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length (long ones are hashed), so this cannot fail.
+    <HmacSha256 as hmac::digest::KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"))
+}
+
 pub struct LinkSigner {
     keys: Vec<Vec<u8>>,
 }
@@ -20,9 +26,7 @@ impl LinkSigner {
     }
 
     fn mac(key: &[u8], method: &str, path: &str, expires: i64) -> HmacSha256 {
-        // HMAC takes a key of any length; `new_from_slice` cannot fail for it.
-        let mut mac = HmacSha256::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        let mut mac = keyed(key);
         // HEAD is a GET without the body: one link serves both.
         let method = if method == "HEAD" { "GET" } else { method };
         mac.update(method.as_bytes());
@@ -46,8 +50,7 @@ impl LinkSigner {
     }
 
     fn transform_mac(key: &[u8], path: &str, canonical: &str) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        let mut mac = keyed(key);
         mac.update(b"image\n");
         mac.update(path.as_bytes());
         mac.update(b"\n");

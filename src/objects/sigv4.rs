@@ -181,11 +181,10 @@ mod tests {
         );
     }
 
-    #[test]
-    fn unsigned_payload_for_streamed_gets() {
-        let credentials = example_credentials();
-        let headers = sign_headers(&SignInput {
-            credentials: &credentials,
+    /// A GET of `/test.txt` with an unsigned payload, as postern sends them.
+    fn unsigned_get(credentials: &Credentials) -> SignInput<'_> {
+        SignInput {
+            credentials,
             region: "us-east-1",
             method: "GET",
             authority: "examplebucket.s3.amazonaws.com",
@@ -193,8 +192,13 @@ mod tests {
             extra_headers: &[],
             payload: None,
             time: may_24_2013(),
-        })
-        .unwrap();
+        }
+    }
+
+    #[test]
+    fn unsigned_payload_for_streamed_gets() {
+        let credentials = example_credentials();
+        let headers = sign_headers(&unsigned_get(&credentials)).unwrap();
         assert!(headers.contains(&("x-amz-content-sha256", "UNSIGNED-PAYLOAD".to_string())));
         assert!(headers.contains(&("x-amz-date", "20130524T000000Z".to_string())));
     }
@@ -202,20 +206,7 @@ mod tests {
     #[test]
     fn presigned_get_object() {
         let credentials = example_credentials();
-        let query = presign_query(
-            &SignInput {
-                credentials: &credentials,
-                region: "us-east-1",
-                method: "GET",
-                authority: "examplebucket.s3.amazonaws.com",
-                path_and_query: "/test.txt",
-                extra_headers: &[],
-                payload: None,
-                time: may_24_2013(),
-            },
-            Duration::from_secs(86400),
-        )
-        .unwrap();
+        let query = presign_query(&unsigned_get(&credentials), Duration::from_secs(86400)).unwrap();
         assert!(query.contains("X-Amz-Expires=86400"), "{query}");
         assert!(
             query.contains(

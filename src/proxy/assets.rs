@@ -40,7 +40,8 @@ const FORWARDED_TO_S3: [header::HeaderName; 6] = [
     header::IF_RANGE,
 ];
 /// Response headers passed back from S3; `x-amz-*`, `Server` and the rest are dropped.
-const PASSED_FROM_S3: [header::HeaderName; 10] = [
+const PASSED_FROM_S3: [header::HeaderName; 11] = [
+    header::TRANSFER_ENCODING,
     header::CONTENT_TYPE,
     header::CONTENT_LENGTH,
     header::CONTENT_RANGE,

@@ -133,6 +133,14 @@ pub fn set_identity(
     Ok(())
 }
 
+/// The host the client asked for: `Host`, else the request target's authority.
+pub fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.host())
+}
+
 /// The token of an `Authorization: Bearer …` header.
 pub fn bearer_token(req: &RequestHeader) -> Option<&str> {
     let value = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;

@@ -164,11 +164,7 @@ impl Gateway {
                 GatewayError::BadPath("the path must start with '/'")
             }
         })?;
-        let host = req
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.host());
+        let host = headers::request_host(req);
         let route = match self.routes.find(host, &path, &req.method) {
             Match::Found(route) => route,
             Match::MethodNotAllowed(route) => {
@@ -518,11 +514,7 @@ impl Gateway {
             field: "path",
             message: "not a valid absolute path".into(),
         })?;
-        let host = req
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| req.uri.host());
+        let host = headers::request_host(req);
         let route = match self.routes.find(host, &normalized, &http::Method::GET) {
             Match::Found(route) => route,
             _ => return Err(GatewayError::ObjectNotFound),
@@ -763,7 +755,7 @@ impl ProxyHttp for Gateway {
                         };
                     }
                     Err(err) => {
-                        let err = self.images.refuse(err);
+                        let err = self.images.rejected(err);
                         return self.answer(session, ctx, err).await;
                     }
                 }

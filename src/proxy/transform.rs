@@ -17,7 +17,7 @@ use super::assets::Assets;
 use crate::auth::Clock;
 use crate::config::DeniedAs;
 use crate::error::GatewayError;
-use crate::images::params::Transform;
+use crate::images::params::{Transform, takes_webp};
 use crate::images::pipeline::ImageError;
 use crate::images::pool::PoolError;
 use crate::images::{Images, RenderError, Rendered};
@@ -40,18 +40,6 @@ pub struct ImageServer {
     clock: Arc<dyn Clock>,
 }
 
-fn takes_webp(accept: Option<&str>) -> bool {
-    let probe = crate::images::params::Transform {
-        width: None,
-        height: None,
-        fit: crate::images::params::Fit::Cover,
-        format: crate::images::params::FormatRequest::Auto,
-        quality: 1,
-    };
-    probe.negotiate(crate::images::params::Format::Jpeg, accept)
-        == crate::images::params::Format::Webp
-}
-
 fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
     if_none_match.is_some_and(|list| {
         list.split(',')
@@ -69,7 +57,8 @@ impl ImageServer {
         }
     }
 
-    fn rejected(&self, err: GatewayError) -> GatewayError {
+    /// Counts a refused image request by its reason and hands the error back.
+    pub fn rejected(&self, err: GatewayError) -> GatewayError {
         let reason = match &err {
             GatewayError::ImageParam { .. } => "bad_param",
             GatewayError::BadSignature => "bad_signature",
@@ -81,11 +70,6 @@ impl ImageServer {
         };
         self.images.count_rejected(reason);
         err
-    }
-
-    /// Counts a parameter or signature problem found by the caller.
-    pub fn refuse(&self, err: GatewayError) -> GatewayError {
-        self.rejected(err)
     }
 
     async fn fetch(
@@ -259,10 +243,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn webp_detection_and_etag_lists() {
-        assert!(takes_webp(Some("image/avif,image/webp,*/*")));
-        assert!(!takes_webp(Some("image/png,*/*;q=0.8")));
-        assert!(!takes_webp(None));
+    fn etag_lists() {
         assert!(etag_matches(Some("\"a\", \"b\""), "\"b\""));
         assert!(etag_matches(Some("W/\"b\""), "\"b\""));
         assert!(!etag_matches(Some("\"a\""), "\"b\""));
