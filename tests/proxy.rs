@@ -604,7 +604,11 @@ access = "public"
     assert_eq!(r.status(), 401, "access is decided before anything else");
     let r = c.get(p.url("/open/logo.png")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(code(json(r).await), "not_found", "a missing object, not the app");
+    assert_eq!(
+        code(json(r).await),
+        "not_found",
+        "a missing object, not the app"
+    );
     let r = c.head(p.url("/open/logo.png")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert!(
