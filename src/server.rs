@@ -308,10 +308,17 @@ pub fn build_server_with_clock(
     let mut resolved_pools = pools;
     resolved_pools.extend(store_pools);
     server.add_service(background_service("dns", DnsRefresher::new(resolved_pools)));
-    server.add_service(background_service(
-        "credentials",
-        CredentialRefresher::new(stores.s3().cloned().collect()),
-    ));
+    let chain_stores: Vec<_> = stores
+        .s3()
+        .filter(|s3| s3.uses_credential_chain())
+        .cloned()
+        .collect();
+    if !chain_stores.is_empty() {
+        server.add_service(background_service(
+            "credentials",
+            CredentialRefresher::new(chain_stores),
+        ));
+    }
     server.add_service(background_service(
         "session janitor",
         SessionJanitor::new(store.clone(), clock, metrics.clone()),

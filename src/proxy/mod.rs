@@ -21,7 +21,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::auth::{SessionError, Sessions, TokenError, Tokens};
-use crate::config::{AssetMode, RouteTarget, Settings};
+use crate::config::{AssetMode, AssetRoute, RouteTarget, Settings};
 use crate::error::GatewayError;
 use crate::handlers::{Builtin, Caller};
 use crate::metrics::{Metrics, NO_ROUTE};
@@ -357,6 +357,65 @@ impl Gateway {
             return Ok(true);
         }
         self.reject(session, ctx, err).await
+    }
+
+    /// An asset route the caller may use: the object streamed, transformed, or redirected to.
+    async fn asset_route(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        asset_route: &AssetRoute,
+        principal: Option<&Principal>,
+    ) -> pingora::Result<bool> {
+        if !Self::is_read(session) {
+            return self.read_only(session, ctx).await;
+        }
+        let rest = ctx.rest.take().unwrap_or_default();
+        let key = match Assets::key_for(asset_route, &rest, principal) {
+            Ok(key) => key,
+            Err(err) => return self.answer(session, ctx, err).await,
+        };
+        if asset_route.mode == AssetMode::Redirect {
+            let query = session.req_header().uri.query();
+            let link = Assets::expires_in(query, asset_route.link_ttl)
+                .and_then(|ttl| self.assets.link(asset_route.store, &key, ttl));
+            return match link {
+                Ok((url, _)) => {
+                    self.assets.redirect(session, url).await?;
+                    Ok(true)
+                }
+                Err(err) => self.answer(session, ctx, err).await,
+            };
+        }
+        if let Some(policy) = asset_route.images {
+            match self.requested_transform(session, policy) {
+                Ok(None) => {}
+                Ok(Some(transform)) => {
+                    let request = ImageRequest {
+                        store: asset_route.store,
+                        key: &key,
+                        transform,
+                        cache_control: &asset_route.cache_control,
+                        head: session.req_header().method == http::Method::HEAD,
+                    };
+                    let served = self
+                        .images
+                        .serve(session, &self.assets, request, &ctx.cors_headers)
+                        .await?;
+                    return match served {
+                        Ok(_) => Ok(true),
+                        Err(err) => self.answer(session, ctx, err).await,
+                    };
+                }
+                Err(err) => {
+                    let err = self.images.rejected(err);
+                    return self.answer(session, ctx, err).await;
+                }
+            }
+        }
+        let cache_control = asset_route.cache_control.clone();
+        self.serve_object(session, ctx, asset_route.store, key, cache_control)
+            .await
     }
 
     /// The transform the query asks for on an image route; a signed parameter set is checked
@@ -714,55 +773,8 @@ impl ProxyHttp for Gateway {
             Decision::Forbidden => return self.answer(session, ctx, GatewayError::Forbidden).await,
         }
         if let RouteTarget::Assets(asset_route) = &route.target {
-            if !Self::is_read(session) {
-                return self.read_only(session, ctx).await;
-            }
-            let rest = ctx.rest.take().unwrap_or_default();
-            let key = match Assets::key_for(asset_route, &rest, principal.as_deref()) {
-                Ok(key) => key,
-                Err(err) => return self.answer(session, ctx, err).await,
-            };
-            if asset_route.mode == AssetMode::Redirect {
-                let query = session.req_header().uri.query();
-                let link = Assets::expires_in(query, asset_route.link_ttl)
-                    .and_then(|ttl| self.assets.link(asset_route.store, &key, ttl));
-                return match link {
-                    Ok((url, _)) => {
-                        self.assets.redirect(session, url).await?;
-                        Ok(true)
-                    }
-                    Err(err) => self.answer(session, ctx, err).await,
-                };
-            }
-            if let Some(policy) = asset_route.images {
-                match self.requested_transform(session, policy) {
-                    Ok(None) => {}
-                    Ok(Some(transform)) => {
-                        let request = ImageRequest {
-                            store: asset_route.store,
-                            key: &key,
-                            transform,
-                            cache_control: &asset_route.cache_control,
-                            head: session.req_header().method == http::Method::HEAD,
-                        };
-                        let served = self
-                            .images
-                            .serve(session, &self.assets, request, &ctx.cors_headers)
-                            .await?;
-                        return match served {
-                            Ok(_) => Ok(true),
-                            Err(err) => self.answer(session, ctx, err).await,
-                        };
-                    }
-                    Err(err) => {
-                        let err = self.images.rejected(err);
-                        return self.answer(session, ctx, err).await;
-                    }
-                }
-            }
-            let cache_control = asset_route.cache_control.clone();
             return self
-                .serve_object(session, ctx, asset_route.store, key, cache_control)
+                .asset_route(session, ctx, asset_route, principal.as_deref())
                 .await;
         }
         ctx.principal = principal;

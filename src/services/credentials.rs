@@ -21,6 +21,7 @@ pub struct CredentialRefresher {
 }
 
 impl CredentialRefresher {
+    /// `stores`: those that take their credentials from the chain.
     pub fn new(stores: Vec<Arc<S3Store>>) -> Self {
         Self { stores }
     }
@@ -62,7 +63,6 @@ impl BackgroundService for CredentialRefresher {
         let tasks: Vec<_> = self
             .stores
             .iter()
-            .filter(|s| s.uses_credential_chain())
             .map(|s| tokio::spawn(keep_fresh(s.clone(), shutdown.clone())))
             .collect();
         for task in tasks {
