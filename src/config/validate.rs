@@ -1540,6 +1540,45 @@ mod tests {
     }
 
     #[test]
+    fn image_settings_and_routes() {
+        let p = problems(
+            r#"
+            [images]
+            workers = 0
+            quality = 101
+            cache_size = "lots"
+            [images.presets.bad]
+            w = 99999
+            [images.presets.odd]
+            fit = "crop"
+            [stores.local]
+            type = "fs"
+            [[routes]]
+            path = "/a/"
+            kind = "assets"
+            store = "local"
+            images = "sometimes"
+            [[routes]]
+            path = "/b/"
+            kind = "assets"
+            store = "local"
+            mode = "redirect"
+            images = "on"
+            "#,
+        );
+        let expected = [
+            "images.workers: must be at least 1",
+            "images.quality: must be from 1 to 100",
+            "images.cache_size:",
+            "images.presets.bad.w: must be a whole number from 1 to 4096",
+            "images.presets.odd.fit: must be cover, contain, fill, inside or outside",
+            "routes[0].images: \"sometimes\" is not one of",
+            "routes[1].images: transforms need mode = \"stream\"",
+        ];
+        assert_reported(&p, &expected);
+    }
+
+    #[test]
     fn s3_endpoints_and_addressing() {
         let text = |extra: &str| {
             format!(
