@@ -631,6 +631,38 @@ async fn signed_links_work_expire_resist_tampering_and_survive_key_rotation() {
     assert_eq!(error_code(r).await, "link_expired");
 }
 
+#[tokio::test]
+async fn s3_over_tls_sends_the_endpoint_name_as_sni() {
+    let (s3, sni) = S3Server::start_tls(&["media"]).await;
+    s3.put("media", "shared/hello.txt", b"hello over tls");
+    let fs_root = tempfile::tempdir().unwrap();
+    let vars = [
+        ("S3", format!("https://localhost:{}", s3.addr.port())),
+        ("S3_KEY", s3.access_key.clone()),
+        ("S3_SECRET", s3.secret_key.clone()),
+        ("FS_ROOT", fs_root.path().display().to_string()),
+        ("LINK_KEY", LINK_KEY.to_string()),
+    ];
+    // The certificate is self-signed: verification off here, on by default.
+    let p = Postern::start(&config("tls_verify = false", "\"${LINK_KEY}\""), &vars);
+    p.add_user("ann", "correct horse", &[]).await;
+    let cookie = p.login_cookie("ann", "correct horse").await;
+    let r = get(&p, "/s3/hello.txt", &cookie).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "hello over tls");
+    assert_eq!(
+        sni.lock().unwrap().first().map(String::as_str),
+        Some("localhost")
+    );
+
+    let verifying = Postern::start(&config("", "\"${LINK_KEY}\""), &vars);
+    verifying.add_user("ann", "correct horse", &[]).await;
+    let cookie = verifying.login_cookie("ann", "correct horse").await;
+    let r = get(&verifying, "/s3/hello.txt", &cookie).await;
+    assert_eq!(r.status(), 502, "an unverifiable certificate is refused");
+    assert_eq!(error_code(r).await, "store_unavailable");
+}
+
 /// Streams a 1 GiB object from S3 and from the filesystem store and checks that resident memory
 /// (of this process, which runs postern, the S3 server and the client) grows by less than
 /// 64 MiB. Ignored by default for its time; CI runs it.

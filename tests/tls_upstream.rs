@@ -6,37 +6,13 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use common::{Postern, base_config};
-use openssl::asn1::Asn1Time;
-use openssl::hash::MessageDigest;
-use openssl::pkey::PKey;
-use openssl::rsa::Rsa;
-use openssl::ssl::{NameType, SslAcceptor, SslMethod};
-use openssl::x509::{X509, X509NameBuilder};
+use openssl::ssl::NameType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A TLS server with a self-signed certificate that answers every request with the SNI it saw.
 async fn tls_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "app.internal").unwrap();
-    let name = name.build();
-    let mut cert = X509::builder().unwrap();
-    cert.set_version(2).unwrap();
-    cert.set_subject_name(&name).unwrap();
-    cert.set_issuer_name(&name).unwrap();
-    cert.set_pubkey(&key).unwrap();
-    cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    cert.set_not_after(&Asn1Time::days_from_now(1).unwrap())
-        .unwrap();
-    cert.sign(&key, MessageDigest::sha256()).unwrap();
-    let cert = cert.build();
-
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
-    acceptor.set_private_key(&key).unwrap();
-    acceptor.set_certificate(&cert).unwrap();
-    let acceptor = Arc::new(acceptor.build());
+    let acceptor = common::self_signed_acceptor("app.internal");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen_by_server = seen.clone();

@@ -502,6 +502,28 @@ pub struct S3Server {
 
 impl S3Server {
     pub async fn start(buckets: &[&str]) -> Self {
+        Self::start_inner(buckets, None).await
+    }
+
+    /// The same server behind TLS with a self-signed certificate for `localhost`; `sni` collects
+    /// the server name each connection asked for.
+    pub async fn start_tls(buckets: &[&str]) -> (Self, Arc<std::sync::Mutex<Vec<String>>>) {
+        let sni = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let server = Self::start_inner(
+            buckets,
+            Some((self_signed_acceptor("localhost"), sni.clone())),
+        )
+        .await;
+        (server, sni)
+    }
+
+    async fn start_inner(
+        buckets: &[&str],
+        tls: Option<(
+            Arc<openssl::ssl::SslAcceptor>,
+            Arc<std::sync::Mutex<Vec<String>>>,
+        )>,
+    ) -> Self {
         let root = tempfile::tempdir().expect("s3 root");
         for bucket in buckets {
             std::fs::create_dir_all(root.path().join(bucket)).expect("bucket dir");
@@ -531,11 +553,35 @@ impl S3Server {
                     },
                     _ = &mut rx => return,
                 };
-                let conn = http
-                    .serve_connection(hyper_util::rt::TokioIo::new(socket), service.clone())
-                    .into_owned();
+                let (http, service, tls) = (http.clone(), service.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    match tls {
+                        None => {
+                            let _ = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                                .await;
+                        }
+                        Some((acceptor, sni)) => {
+                            let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
+                                return;
+                            };
+                            let Ok(mut stream) = tokio_openssl::SslStream::new(ssl, socket) else {
+                                return;
+                            };
+                            if std::pin::Pin::new(&mut stream).accept().await.is_err() {
+                                return;
+                            }
+                            let name = stream
+                                .ssl()
+                                .servername(openssl::ssl::NameType::HOST_NAME)
+                                .unwrap_or("")
+                                .to_string();
+                            sni.lock().unwrap().push(name);
+                            let _ = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });
@@ -566,6 +612,35 @@ impl Drop for S3Server {
             let _ = tx.send(());
         }
     }
+}
+
+/// A TLS acceptor with a fresh self-signed certificate for `host`.
+pub fn self_signed_acceptor(host: &str) -> Arc<openssl::ssl::SslAcceptor> {
+    use openssl::asn1::Asn1Time;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::ssl::{SslAcceptor, SslMethod};
+    use openssl::x509::{X509, X509NameBuilder};
+    let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", host).unwrap();
+    let name = name.build();
+    let mut cert = X509::builder().unwrap();
+    cert.set_version(2).unwrap();
+    cert.set_subject_name(&name).unwrap();
+    cert.set_issuer_name(&name).unwrap();
+    cert.set_pubkey(&key).unwrap();
+    cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    cert.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    cert.sign(&key, MessageDigest::sha256()).unwrap();
+    let cert = cert.build();
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    acceptor.set_private_key(&key).unwrap();
+    acceptor.set_certificate(&cert).unwrap();
+    Arc::new(acceptor.build())
 }
 
 /// Resident memory of this process, in bytes.
