@@ -490,6 +490,9 @@ pub fn raw_request(addr: SocketAddr, request: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Server names (SNI) a TLS test server saw, in order.
+pub type SeenNames = Arc<std::sync::Mutex<Vec<String>>>;
+
 /// A real S3 server (s3s-fs) that verifies SigV4 signatures, serving the buckets that are
 /// directories under `root`.
 pub struct S3Server {
@@ -507,7 +510,7 @@ impl S3Server {
 
     /// The same server behind TLS with a self-signed certificate for `localhost`; `sni` collects
     /// the server name each connection asked for.
-    pub async fn start_tls(buckets: &[&str]) -> (Self, Arc<std::sync::Mutex<Vec<String>>>) {
+    pub async fn start_tls(buckets: &[&str]) -> (Self, SeenNames) {
         let sni = Arc::new(std::sync::Mutex::new(Vec::new()));
         let server = Self::start_inner(
             buckets,
@@ -519,10 +522,7 @@ impl S3Server {
 
     async fn start_inner(
         buckets: &[&str],
-        tls: Option<(
-            Arc<openssl::ssl::SslAcceptor>,
-            Arc<std::sync::Mutex<Vec<String>>>,
-        )>,
+        tls: Option<(Arc<openssl::ssl::SslAcceptor>, SeenNames)>,
     ) -> Self {
         let root = tempfile::tempdir().expect("s3 root");
         for bucket in buckets {
