@@ -98,9 +98,9 @@ fn swaps_axes(orientation: Orientation) -> bool {
     )
 }
 
-/// Decodes `bytes` upright. For JPEG, `needed` (the smallest upright size the resize needs)
-/// lets the decoder scale down by 1/2, 1/4 or 1/8 in the IDCT ("shrink-on-load", as libvips
-/// does), which saves most of the decoding work for thumbnails. Returns the image and the
+/// Decodes `bytes` upright. JPEG goes through libjpeg-turbo, and `needed` (the smallest upright
+/// size the resize needs) lets it scale down by 1/2, 1/4 or 1/8 in the IDCT ("shrink-on-load",
+/// as libvips does), which saves most of the decoding work for thumbnails. Returns the image and the
 /// upright size of the original.
 fn decode(
     bytes: &[u8],
@@ -136,9 +136,8 @@ fn decode(
     } else {
         (need_w, need_h)
     };
-    let shrinkable =
-        format == Some(ImageFormat::Jpeg) && need_w * 2 <= width && need_h * 2 <= height;
-    let mut image = match shrinkable
+    let jpeg = format == Some(ImageFormat::Jpeg);
+    let mut image = match jpeg
         .then(|| decode_jpeg_scaled(bytes, need_w, need_h))
         .flatten()
     {
@@ -149,26 +148,40 @@ fn decode(
     Ok((image, upright))
 }
 
-/// A JPEG decoded at the smallest IDCT scale that is still at least `w`×`h`; `None` when this
-/// decoder cannot (e.g. CMYK or 16-bit), so that the general decoder takes over.
+/// A JPEG decoded by libjpeg-turbo at the smallest IDCT scale (1/8, 1/4, 1/2 or 1) that is
+/// still at least `w`×`h`; `None` when it cannot (e.g. CMYK), so that the general decoder takes
+/// over and reports what is wrong.
 fn decode_jpeg_scaled(bytes: &[u8], w: u32, h: u32) -> Option<DynamicImage> {
-    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    decoder.read_info().ok()?;
-    let (sw, sh) = decoder
-        .scale(u16::try_from(w).ok()?, u16::try_from(h).ok()?)
-        .ok()?;
-    let pixel_format = decoder.info()?.pixel_format;
-    let pixels = decoder.decode().ok()?;
-    let (sw, sh) = (u32::from(sw), u32::from(sh));
-    match pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => {
-            image::RgbImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageRgb8)
-        }
-        jpeg_decoder::PixelFormat::L8 => {
-            image::GrayImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageLuma8)
-        }
-        _ => None,
-    }
+    use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
+    let mut decompressor = Decompressor::new().ok()?;
+    let header = decompressor.read_header(bytes).ok()?;
+    let factor = [
+        ScalingFactor::ONE_EIGHTH,
+        ScalingFactor::ONE_QUARTER,
+        ScalingFactor::ONE_HALF,
+    ]
+    .into_iter()
+    .find(|f| {
+        let scaled = header.scaled(*f);
+        scaled.width >= w as usize && scaled.height >= h as usize
+    })
+    .unwrap_or(ScalingFactor::ONE);
+    decompressor.set_scaling_factor(factor).ok()?;
+    let scaled = header.scaled(factor);
+    let mut image = Image {
+        pixels: vec![0u8; 3 * scaled.width * scaled.height],
+        width: scaled.width,
+        pitch: 3 * scaled.width,
+        height: scaled.height,
+        format: PixelFormat::RGB,
+    };
+    decompressor.decompress(bytes, image.as_deref_mut()).ok()?;
+    image::RgbImage::from_raw(
+        u32::try_from(scaled.width).ok()?,
+        u32::try_from(scaled.height).ok()?,
+        image.pixels,
+    )
+    .map(DynamicImage::ImageRgb8)
 }
 
 /// Where the resized image goes: its size, the canvas it is placed on (for `contain`), and
