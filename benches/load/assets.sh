@@ -18,11 +18,8 @@ ROUNDS="${ROUNDS:-2}"
 STREAM_CONNECTIONS="${STREAM_CONNECTIONS:-8}"
 REDIRECT_CONNECTIONS="${REDIRECT_CONNECTIONS:-64}"
 WRK_THREADS="${WRK_THREADS:-2}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/postern-target}"
 
 . benches/load/common.sh
-need nginx nginx-light
-need wrk wrk
 
 echo "building postern and the S3 server (release)..." >&2
 cargo build --release --quiet --bin postern --example s3_server

@@ -1,5 +1,7 @@
 # Helpers shared by the load scripts: tools, free ports, waiting for listeners, cleanup.
 
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/postern-target}"
+
 need() {
     command -v "$1" >/dev/null 2>&1 && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -9,9 +11,15 @@ need() {
     fi
 }
 
+need nginx nginx-light
+need wrk wrk
+
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-wait_port() {
+wait_need nginx nginx-light
+need wrk wrk
+
+port() {
     for _ in $(seq 1 200); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return
         sleep 0.05

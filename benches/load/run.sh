@@ -16,11 +16,8 @@ DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 WRK_THREADS="${WRK_THREADS:-2}"
 ROUNDS="${ROUNDS:-2}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/postern-target}"
 
 . benches/load/common.sh
-need nginx nginx-light
-need wrk wrk
 
 echo "building postern and the bare Pingora baseline (release)..." >&2
 cargo build --release --quiet --bin postern --example bare_pingora
