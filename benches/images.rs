@@ -50,7 +50,7 @@ fn bench_pipeline(c: &mut Criterion) {
         };
         let t = width_720(format);
         group.bench_function(name, |b| {
-            b.iter(|| transform(&source, &t, format, &limits).expect("transform"))
+            b.iter(|| transform(&source, &t, false, &limits).expect("transform"))
         });
     }
     group.finish();

@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_width: 8192,
         max_height: 8192,
     };
-    let (first, phases) = transform(&source, &t, format, &limits)?;
+    let (first, phases) = transform(&source, &t, false, &limits)?;
     let until = Instant::now() + Duration::from_secs_f64(seconds.parse()?);
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (source, t, done) = (source.clone(), t.clone(), done.clone());
             std::thread::spawn(move || {
                 while Instant::now() < until {
-                    if transform(&source, &t, format, &limits).is_ok() {
+                    if transform(&source, &t, false, &limits).is_ok() {
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                 }

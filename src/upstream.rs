@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{BackendAddress, UpstreamSettings};
 use crate::metrics::Metrics;
@@ -69,6 +70,22 @@ pub struct Selected {
 }
 
 impl UpstreamPool {
+    /// The Pingora peer for a selected backend, with this pool's timeouts, SNI and TLS checks.
+    pub fn peer(&self, selected: &Selected) -> HttpPeer {
+        let s = &self.settings;
+        let address = &self.backends[selected.backend].address;
+        let sni = s.sni.clone().unwrap_or_else(|| address.host.clone());
+        let mut peer = HttpPeer::new(selected.addr, address.tls, sni);
+        peer.options.connection_timeout = Some(s.connect_timeout);
+        peer.options.total_connection_timeout = Some(s.connect_timeout * 2);
+        peer.options.read_timeout = Some(s.read_timeout);
+        peer.options.write_timeout = Some(s.write_timeout);
+        peer.options.idle_timeout = Some(s.idle_timeout);
+        peer.options.verify_cert = s.tls_verify;
+        peer.options.verify_hostname = s.tls_verify;
+        peer
+    }
+
     pub fn new(settings: UpstreamSettings, metrics: Arc<Metrics>) -> Self {
         let backends = settings
             .backends

@@ -6,6 +6,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub trait Clock: Send + Sync {
     /// Unix seconds.
     fn now(&self) -> i64;
+
+    /// The same instant as a `SystemTime` (what signing libraries take).
+    fn system_time(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.now().max(0) as u64)
+    }
 }
 
 pub struct SystemClock;

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ImageSettings;
 use crate::metrics::Metrics;
-use params::{Format, FormatRequest, Transform};
+use params::{FormatRequest, Transform};
 use pipeline::{ImageError, Limits};
 use pool::{PoolError, WorkerPool};
 
@@ -165,12 +165,7 @@ impl Images {
                 let limits = this.limits();
                 let (output, timings) = this
                     .pool
-                    .run(move || {
-                        let (format, _, _) = pipeline::probe(&source)?;
-                        let accept = takes_webp.then_some("image/webp");
-                        let target: Format = transform.negotiate(format, accept);
-                        pipeline::transform(&source, &transform, target, &limits)
-                    })
+                    .run(move || pipeline::transform(&source, &transform, takes_webp, &limits))
                     .await??;
                 this.observe("decode", timings.decode);
                 this.observe("resize", timings.resize);

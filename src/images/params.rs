@@ -110,16 +110,16 @@ impl Transform {
 
     /// Picks the output format for a source format and the client's `Accept`.
     pub fn negotiate(&self, source: Format, accept: Option<&str>) -> Format {
+        self.output_format(source, takes_webp(accept))
+    }
+
+    /// The output format for a source format, given whether the client takes WebP.
+    pub fn output_format(&self, source: Format, webp_accepted: bool) -> Format {
         match self.format {
             FormatRequest::Fixed(f) => f,
             FormatRequest::Source => source,
-            FormatRequest::Auto => {
-                if takes_webp(accept) {
-                    Format::Webp
-                } else {
-                    source
-                }
-            }
+            FormatRequest::Auto if webp_accepted => Format::Webp,
+            FormatRequest::Auto => source,
         }
     }
 }

@@ -49,18 +49,6 @@ pub struct Output {
     pub height: u32,
 }
 
-/// The source format and dimensions, from the header only.
-pub fn probe(bytes: &[u8]) -> Result<(Format, u32, u32), ImageError> {
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
-    let format = source_format(reader.format())?;
-    let (w, h) = reader
-        .into_dimensions()
-        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
-    Ok((format, w, h))
-}
-
 /// The output format a source format maps to when the request keeps "the source's format".
 fn source_format(format: Option<ImageFormat>) -> Result<Format, ImageError> {
     match format {
@@ -98,20 +86,20 @@ fn swaps_axes(orientation: Orientation) -> bool {
     )
 }
 
-/// Decodes `bytes` upright. JPEG goes through libjpeg-turbo, and `needed` (the smallest upright
+/// Decodes `bytes` upright; also returns the source's format as an output format. JPEG goes through libjpeg-turbo, and `needed` (the smallest upright
 /// size the resize needs) lets it scale down by 1/2, 1/4 or 1/8 in the IDCT ("shrink-on-load",
-/// as libvips does), which saves most of the decoding work for thumbnails. Returns the image and the
-/// upright size of the original.
+/// as libvips does), which saves most of the decoding work for thumbnails. Returns the image, the
+/// upright size of the original and its format.
 fn decode(
     bytes: &[u8],
     limits: &Limits,
     needed: impl Fn((u32, u32)) -> (u32, u32),
-) -> Result<(DynamicImage, (u32, u32)), ImageError> {
+) -> Result<(DynamicImage, (u32, u32), Format), ImageError> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ImageError::Corrupt(e.to_string()))?;
     let format = reader.format();
-    source_format(format)?;
+    let source = source_format(format)?;
     let mut decode_limits = image::Limits::default();
     decode_limits.max_alloc = Some(limits.max_source_pixels.saturating_mul(4) + (16 << 20));
     reader.limits(decode_limits);
@@ -145,7 +133,7 @@ fn decode(
         None => DynamicImage::from_decoder(decoder).map_err(limits_error(width, height, limits))?,
     };
     image.apply_orientation(orientation);
-    Ok((image, upright))
+    Ok((image, upright, source))
 }
 
 /// A JPEG decoded by libjpeg-turbo at the smallest IDCT scale (1/8, 1/4, 1/2 or 1) that is
@@ -239,21 +227,23 @@ fn geometry(src: (u32, u32), t: &Transform) -> Geometry {
     }
 }
 
-/// Transforms `bytes` into `format`.
+/// Transforms `bytes` as `t` asks, into the format `t` negotiates with the source's format and
+/// whether the client takes WebP.
 pub fn transform(
     bytes: &[u8],
     t: &Transform,
-    format: Format,
+    webp_accepted: bool,
     limits: &Limits,
 ) -> Result<(Output, Timings), ImageError> {
     let mut timings = Timings::default();
     let started = Instant::now();
     // The decoded image must be at least as large as what the resize makes of it.
-    let (image, upright) = decode(bytes, limits, |size| {
+    let (image, upright, source) = decode(bytes, limits, |size| {
         let g = geometry(size, t);
         (g.width, g.height)
     })?;
     timings.decode = started.elapsed();
+    let format = t.output_format(source, webp_accepted);
 
     let g = geometry(upright, t);
     let (out_w, out_h) = g.canvas.unwrap_or((g.width, g.height));

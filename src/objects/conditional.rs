@@ -36,6 +36,11 @@ fn etag_list_matches(list: &str, etag: &str, weak: bool) -> bool {
     })
 }
 
+/// `If-None-Match` (weak comparison, as RFC 9110 asks for it): true when it names `etag` or `*`.
+pub fn none_match_hits(if_none_match: Option<&str>, etag: &str) -> bool {
+    if_none_match.is_some_and(|list| etag_list_matches(list, etag, true))
+}
+
 /// Whole seconds: HTTP dates carry no more.
 fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -202,6 +207,14 @@ mod tests {
             ..none
         };
         assert_eq!(evaluate(&ius, ETAG, at(1000)), Precondition::Failed);
+    }
+
+    #[test]
+    fn etag_lists() {
+        assert!(none_match_hits(Some("\"a\", \"b\""), "\"b\""));
+        assert!(none_match_hits(Some("W/\"b\""), "\"b\""));
+        assert!(!none_match_hits(Some("\"a\""), "\"b\""));
+        assert!(!none_match_hits(None, "\"b\""));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The local filesystem store: a root directory, keys as relative paths below it, resolved so
 //! that neither `..` nor a symlink can lead outside the root.
 
+use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -31,20 +32,23 @@ pub struct FsObject {
 }
 
 impl FsStore {
+    /// `root` is resolved once here (at start), so that each request compares against it
+    /// without touching the filesystem for it.
     pub fn new(name: String, root: PathBuf) -> Self {
+        let root = std::fs::canonicalize(&root).unwrap_or(root);
         Self { name, root }
     }
 
     /// Opens `key` (validated by `key::decode_object_path` and the route's template) for reading.
     pub async fn open(&self, key: &str) -> Result<FsObject, FsError> {
-        let root = tokio::fs::canonicalize(&self.root).await?;
+        let root = &self.root;
         let candidate = root.join(key);
         let resolved = match tokio::fs::canonicalize(&candidate).await {
             Ok(path) => path,
             Err(e) if is_missing(&e) => return Err(FsError::NotFound),
             Err(e) => return Err(e.into()),
         };
-        if !resolved.starts_with(&root) {
+        if !resolved.starts_with(root) {
             return Err(FsError::Escapes);
         }
         let mut file = match tokio::fs::File::open(&resolved).await {
@@ -66,7 +70,7 @@ impl FsStore {
             None => {
                 let mut head = [0u8; 16];
                 let n = file.read(&mut head).await?;
-                file = tokio::fs::File::open(&resolved).await?;
+                file.seek(SeekFrom::Start(0)).await?;
                 sniff(&head[..n]).to_string()
             }
         };

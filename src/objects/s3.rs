@@ -18,6 +18,8 @@ pub struct S3Store {
     pub settings: S3Settings,
     /// The endpoint, resolved off the request path like any upstream.
     pub pool: Arc<UpstreamPool>,
+    /// The host (and port, when not the scheme's default) requests are sent to and signed for.
+    authority: String,
     credentials: ArcSwapOption<Credentials>,
 }
 
@@ -61,6 +63,7 @@ impl S3Store {
         };
         Self {
             pool: Arc::new(UpstreamPool::new(upstream, metrics)),
+            authority: settings.endpoint.authority(),
             settings,
             credentials: ArcSwapOption::new(credentials),
         }
@@ -70,9 +73,8 @@ impl S3Store {
         &self.settings.name
     }
 
-    /// The host (and port, when not the scheme's default) requests are sent to and signed for.
-    pub fn authority(&self) -> String {
-        self.settings.endpoint.authority()
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 
     /// The encoded request path of `key`.
@@ -90,6 +92,26 @@ impl S3Store {
             .ok_or_else(|| S3Error::NoCredentials(self.settings.name.clone()))
     }
 
+    /// What signing a bodiless request for `path` to this store takes.
+    fn sign_input<'a>(
+        &'a self,
+        credentials: &'a Credentials,
+        method: &'a str,
+        path: &'a str,
+        time: SystemTime,
+    ) -> SignInput<'a> {
+        SignInput {
+            credentials,
+            region: &self.settings.region,
+            method,
+            authority: &self.authority,
+            path_and_query: path,
+            extra_headers: &[],
+            payload: None,
+            time,
+        }
+    }
+
     /// Headers that authenticate a GET or HEAD of `path` (from [`Self::object_path`]).
     pub fn sign_headers(
         &self,
@@ -98,17 +120,12 @@ impl S3Store {
         time: SystemTime,
     ) -> Result<Vec<(&'static str, String)>, S3Error> {
         let credentials = self.current_credentials()?;
-        let authority = self.authority();
-        Ok(sigv4::sign_headers(&SignInput {
-            credentials: &credentials,
-            region: &self.settings.region,
+        Ok(sigv4::sign_headers(&self.sign_input(
+            &credentials,
             method,
-            authority: &authority,
-            path_and_query: path,
-            extra_headers: &[],
-            payload: None,
+            path,
             time,
-        })?)
+        ))?)
     }
 
     /// A presigned GET URL for `key`, valid for `expires_in` from `time`.
@@ -119,21 +136,12 @@ impl S3Store {
         time: SystemTime,
     ) -> Result<String, S3Error> {
         let credentials = self.current_credentials()?;
-        let authority = self.authority();
         let path = self.object_path(key);
         let query = sigv4::presign_query(
-            &SignInput {
-                credentials: &credentials,
-                region: &self.settings.region,
-                method: "GET",
-                authority: &authority,
-                path_and_query: &path,
-                extra_headers: &[],
-                payload: None,
-                time,
-            },
+            &self.sign_input(&credentials, "GET", &path, time),
             expires_in,
         )?;
+        let authority = &self.authority;
         let scheme = if self.settings.endpoint.tls {
             "https"
         } else {
@@ -212,23 +220,16 @@ impl S3Store {
         time: SystemTime,
     ) -> Result<Fetched, FetchError> {
         use pingora::http::RequestHeader;
-        use pingora::upstreams::peer::HttpPeer;
         let failed = |e: &dyn std::fmt::Display| FetchError::Failed(e.to_string());
         let selected = self
             .pool
             .select(0)
             .ok_or_else(|| FetchError::Failed("no resolved address".into()))?;
-        let address = &self.pool.backends[selected.backend].address;
-        let mut peer = HttpPeer::new(selected.addr, address.tls, address.host.clone());
-        peer.options.connection_timeout = Some(self.settings.connect_timeout);
-        peer.options.read_timeout = Some(self.settings.read_timeout);
-        peer.options.write_timeout = Some(self.settings.read_timeout);
-        peer.options.verify_cert = self.settings.tls_verify;
-        peer.options.verify_hostname = self.settings.tls_verify;
+        let peer = self.pool.peer(&selected);
         let path = self.object_path(key);
         let mut req =
             RequestHeader::build("GET", path.as_bytes(), Some(8)).map_err(|e| failed(&e))?;
-        req.insert_header("host", self.authority())
+        req.insert_header("host", self.authority.as_str())
             .map_err(|e| failed(&e))?;
         for (name, value) in self
             .sign_headers("GET", &path, time)
@@ -284,7 +285,7 @@ impl S3Store {
             other => Err(FetchError::Failed(format!("status {other}")))?,
         };
         connector
-            .release_http_session(session, &peer, Some(Duration::from_secs(60)))
+            .release_http_session(session, &peer, Some(self.pool.settings.idle_timeout))
             .await;
         Ok(outcome)
     }

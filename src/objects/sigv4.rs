@@ -76,21 +76,11 @@ fn run(
 /// The headers that authenticate the request (`authorization`, `x-amz-date`,
 /// `x-amz-content-sha256`, and `x-amz-security-token` for temporary credentials).
 pub fn sign_headers(input: &SignInput) -> Result<Vec<(&'static str, String)>, SignError> {
-    let instructions = run(input, SignatureLocation::Headers, None)?;
-    Ok(instructions
-        .headers()
-        .map(|(name, value)| (header_name(name), value.to_string()))
+    let (headers, _) = run(input, SignatureLocation::Headers, None)?.into_parts();
+    Ok(headers
+        .into_iter()
+        .map(|header| (header.name(), header.value().to_string()))
         .collect())
-}
-
-fn header_name(name: &str) -> &'static str {
-    match name {
-        "authorization" => "authorization",
-        "x-amz-date" => "x-amz-date",
-        "x-amz-content-sha256" => "x-amz-content-sha256",
-        "x-amz-security-token" => "x-amz-security-token",
-        _ => "x-amz-unexpected",
-    }
 }
 
 /// The query string (`X-Amz-Algorithm=…&X-Amz-Signature=…`) of a presigned URL.

@@ -4,7 +4,7 @@
 
 use std::io::SeekFrom;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode, header};
@@ -75,7 +75,7 @@ impl AssetRequest {
 }
 
 pub struct Assets {
-    pub stores: Arc<ObjectStores>,
+    stores: Arc<ObjectStores>,
     links: LinkSigner,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -95,17 +95,20 @@ fn key_error(e: KeyError) -> GatewayError {
     }
 }
 
+/// What a `403` from S3 becomes, as the store is configured.
+pub fn store_denied(denied_as: DeniedAs) -> GatewayError {
+    match denied_as {
+        DeniedAs::Forbidden => GatewayError::StoreDenied,
+        DeniedAs::NotFound => GatewayError::ObjectNotFound,
+    }
+}
+
 fn io_error(e: std::io::Error) -> Box<pingora::Error> {
     pingora::Error::because(ErrorType::ReadError, "reading an object file", e)
 }
 
 fn header_text<'a>(req: &'a RequestHeader, name: &header::HeaderName) -> Option<&'a str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Assets {
@@ -123,10 +126,6 @@ impl Assets {
             metrics,
             signed_prefix: builtin_prefix.map(|p| format!("{}/signed/", p.trim_end_matches('/'))),
         }
-    }
-
-    fn now(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.clock.now().max(0) as u64)
     }
 
     /// The object key for the rest of an asset route's path and the caller.
@@ -165,8 +164,8 @@ impl Assets {
         ttl: Duration,
     ) -> Result<(String, i64), GatewayError> {
         let object_store = self.stores.get(store).ok_or(GatewayError::Internal)?;
-        let now = self.now();
-        let expires_at = unix(now) + ttl.as_secs() as i64;
+        let now = self.clock.system_time();
+        let expires_at = self.clock.now() + ttl.as_secs() as i64;
         let url = match object_store {
             ObjectStore::S3(s3) => s3.presign(key, ttl, now).map_err(|e| {
                 tracing::warn!(store = s3.name(), error = %e, "cannot presign");
@@ -189,21 +188,6 @@ impl Assets {
             .with_label_values(&[object_store.name()])
             .inc();
         Ok((url, expires_at))
-    }
-
-    /// Answers 302 to `url`, which must not be cached.
-    pub async fn redirect(&self, session: &mut Session, url: String) -> pingora::Result<()> {
-        respond::send(
-            session,
-            StatusCode::FOUND,
-            "text/plain; charset=utf-8",
-            Bytes::new(),
-            &[
-                (header::LOCATION, url),
-                (header::CACHE_CONTROL, "no-store".to_string()),
-            ],
-        )
-        .await
     }
 
     /// `rest` below the builtin prefix, `/signed/STORE/KEY`, checked against its signature.
@@ -260,6 +244,25 @@ impl Assets {
         }
     }
 
+    /// Opens `key` in the filesystem store `store`; a key resolving outside the root is logged
+    /// and reads as missing.
+    pub async fn open_file(&self, store: usize, key: &str) -> Result<FsObject, GatewayError> {
+        let Some(ObjectStore::Fs(fs)) = self.stores.get(store) else {
+            return Err(GatewayError::Internal);
+        };
+        fs.open(key).await.map_err(|e| match e {
+            FsError::NotFound => GatewayError::ObjectNotFound,
+            FsError::Escapes => {
+                tracing::warn!(store = %fs.name, %key, "object resolves outside the store's root");
+                GatewayError::ObjectNotFound
+            }
+            FsError::Io(e) => {
+                tracing::error!(store = %fs.name, error = %e, "cannot open an object");
+                GatewayError::StoreUnavailable
+            }
+        })
+    }
+
     /// Serves `asset` from a filesystem store. Inner `Err`: an error still answerable; outer
     /// `Err`: the response was under way and the connection must end.
     pub async fn serve_file(
@@ -268,20 +271,9 @@ impl Assets {
         asset: &mut AssetRequest,
         extra_headers: &[(&'static str, String)],
     ) -> pingora::Result<Result<u16, GatewayError>> {
-        let Some(ObjectStore::Fs(fs)) = self.stores.get(asset.store) else {
-            return Ok(Err(GatewayError::Internal));
-        };
-        let object = match fs.open(&asset.key).await {
+        let object = match self.open_file(asset.store, &asset.key).await {
             Ok(object) => object,
-            Err(FsError::NotFound) => return Ok(Err(GatewayError::ObjectNotFound)),
-            Err(FsError::Escapes) => {
-                tracing::warn!(store = %fs.name, key = %asset.key, "object resolves outside the store's root");
-                return Ok(Err(GatewayError::ObjectNotFound));
-            }
-            Err(FsError::Io(e)) => {
-                tracing::error!(store = %fs.name, error = %e, "cannot open an object");
-                return Ok(Err(GatewayError::StoreUnavailable));
-            }
+            Err(err) => return Ok(Err(err)),
         };
         let req = session.req_header();
         let conditions = Conditions {
@@ -461,7 +453,7 @@ impl Assets {
             }
         }
         let signed = s3
-            .sign_headers(method.as_str(), &path, self.now())
+            .sign_headers(method.as_str(), &path, self.clock.system_time())
             .map_err(|e| pingora::Error::because(ErrorType::InternalError, "signing", e))?;
         for (name, value) in signed {
             req.insert_header(name, value)?;
@@ -479,16 +471,12 @@ impl Assets {
     ) -> pingora::Result<()> {
         let status = resp.status.as_u16();
         asset.upstream_status = status;
-        let denied_as = match self.stores.get(asset.store) {
-            Some(ObjectStore::S3(s3)) => s3.settings.access_denied,
-            _ => DeniedAs::Forbidden,
-        };
         let error = match status {
             200 | 206 | 304 => None,
             404 => Some(GatewayError::ObjectNotFound),
-            403 => Some(match denied_as {
-                DeniedAs::Forbidden => GatewayError::StoreDenied,
-                DeniedAs::NotFound => GatewayError::ObjectNotFound,
+            403 => Some(match self.stores.get(asset.store) {
+                Some(ObjectStore::S3(s3)) => store_denied(s3.settings.access_denied),
+                _ => GatewayError::StoreDenied,
             }),
             412 => Some(GatewayError::PreconditionFailed),
             416 => Some(GatewayError::RangeNotSatisfiable),

@@ -309,17 +309,7 @@ impl Gateway {
                 let target: String = form_urlencoded::Serializer::new(String::new())
                     .append_pair("return_to", original)
                     .finish();
-                respond::send(
-                    session,
-                    http::StatusCode::FOUND,
-                    "text/plain; charset=utf-8",
-                    Bytes::new(),
-                    &[
-                        (header::LOCATION, format!("{login}?{target}")),
-                        (header::CACHE_CONTROL, "no-store".to_string()),
-                    ],
-                )
-                .await?;
+                respond::redirect(session, format!("{login}?{target}")).await?;
                 ctx.failure = Some(GatewayError::Unauthenticated);
                 Ok(true)
             }
@@ -345,18 +335,28 @@ impl Gateway {
                 .map(|m| m.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
-            respond::send(
-                session,
-                err.status(),
-                "application/json",
-                Bytes::from(respond::json_body(&err)),
-                &[(header::ALLOW, allow)],
-            )
-            .await?;
-            ctx.failure = Some(err);
-            return Ok(true);
+            return Self::method_not_allowed(session, ctx, allow).await;
         }
         self.reject(session, ctx, err).await
+    }
+
+    /// `405 method_not_allowed` with the methods that are.
+    async fn method_not_allowed(
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        allow: String,
+    ) -> pingora::Result<bool> {
+        let err = GatewayError::MethodNotAllowed;
+        respond::send(
+            session,
+            err.status(),
+            "application/json",
+            Bytes::from(respond::json_body(&err)),
+            &[(header::ALLOW, allow)],
+        )
+        .await?;
+        ctx.failure = Some(err);
+        Ok(true)
     }
 
     /// An asset route the caller may use: the object streamed, transformed, or redirected to.
@@ -381,7 +381,7 @@ impl Gateway {
                 .and_then(|ttl| self.assets.link(asset_route.store, &key, ttl));
             return match link {
                 Ok((url, _)) => {
-                    self.assets.redirect(session, url).await?;
+                    respond::redirect(session, url).await?;
                     Ok(true)
                 }
                 Err(err) => self.answer(session, ctx, err).await,
@@ -465,17 +465,7 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        let err = GatewayError::MethodNotAllowed;
-        respond::send(
-            session,
-            err.status(),
-            "application/json",
-            Bytes::from(respond::json_body(&err)),
-            &[(header::ALLOW, "GET, HEAD".to_string())],
-        )
-        .await?;
-        ctx.failure = Some(err);
-        Ok(true)
+        Self::method_not_allowed(session, ctx, "GET, HEAD".to_string()).await
     }
 
     /// Streams an object: from the filesystem here, or from S3 through the upstream phases.
@@ -822,21 +812,7 @@ impl ProxyHttp for Gateway {
         }
         ctx.current_backend = Some(selected.backend);
 
-        let s = &pool.settings;
-        let backend = &pool.backends[selected.backend];
-        let sni = s
-            .sni
-            .clone()
-            .unwrap_or_else(|| backend.address.host.clone());
-        let mut peer = HttpPeer::new(selected.addr, backend.address.tls, sni);
-        peer.options.connection_timeout = Some(s.connect_timeout);
-        peer.options.total_connection_timeout = Some(s.connect_timeout * 2);
-        peer.options.read_timeout = Some(s.read_timeout);
-        peer.options.write_timeout = Some(s.write_timeout);
-        peer.options.idle_timeout = Some(s.idle_timeout);
-        peer.options.verify_cert = s.tls_verify;
-        peer.options.verify_hostname = s.tls_verify;
-        Ok(Box::new(peer))
+        Ok(Box::new(pool.peer(&selected)))
     }
 
     async fn connected_to_upstream(

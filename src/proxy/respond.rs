@@ -32,6 +32,21 @@ pub async fn send(
     Ok(())
 }
 
+/// A `302` to `url` that no cache keeps.
+pub async fn redirect(session: &mut Session, url: String) -> pingora::Result<()> {
+    send(
+        session,
+        StatusCode::FOUND,
+        "text/plain; charset=utf-8",
+        Bytes::new(),
+        &[
+            (header::LOCATION, url),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+    )
+    .await
+}
+
 /// True when the client says it takes HTML (browsers do, API clients rarely).
 pub fn accepts_html(session: &Session) -> bool {
     session

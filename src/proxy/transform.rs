@@ -1,10 +1,9 @@
 //! Transformed images on asset routes: a variant known to be current is answered from memory
-//! (`304` or the cached bytes) without touching the store; otherwise the source is fetched
-//! (conditionally, when a cached variant may still be current), rendered on the image pool and
-//! cached.
+//! (`304` or the cached bytes) without touching the store; otherwise the source is fetched,
+//! rendered on the image pool (or found in the cache by its ETag) and cached.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{StatusCode, header};
@@ -13,16 +12,15 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use tokio::io::AsyncReadExt;
 
-use super::assets::Assets;
+use super::assets::{Assets, store_denied};
 use crate::auth::Clock;
-use crate::config::DeniedAs;
 use crate::error::GatewayError;
 use crate::images::params::{Transform, takes_webp};
 use crate::images::pipeline::ImageError;
 use crate::images::pool::PoolError;
 use crate::images::{Images, RenderError, Rendered};
 use crate::objects::ObjectStore;
-use crate::objects::fs::FsError;
+use crate::objects::conditional::none_match_hits;
 use crate::objects::s3::{FetchError, Fetched};
 
 /// One image request, as the proxy resolved it.
@@ -34,18 +32,17 @@ pub struct ImageRequest<'a> {
     pub head: bool,
 }
 
-pub struct ImageServer {
-    pub images: Arc<Images>,
-    connector: Connector,
-    clock: Arc<dyn Clock>,
+/// What a request for a variant gets.
+enum Answer {
+    /// The client's `If-None-Match` names the current variant.
+    NotModified(String),
+    Image(Arc<Rendered>),
 }
 
-fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
-    if_none_match.is_some_and(|list| {
-        list.split(',')
-            .map(|t| t.trim().trim_start_matches("W/"))
-            .any(|t| t == "*" || t == etag)
-    })
+pub struct ImageServer {
+    images: Arc<Images>,
+    connector: Connector,
+    clock: Arc<dyn Clock>,
 }
 
 impl ImageServer {
@@ -82,11 +79,8 @@ impl ImageServer {
         let too_large =
             || GatewayError::ImageTooLarge(format!("the source image is larger than {max} bytes"));
         match assets.store(store) {
-            Some(ObjectStore::Fs(fs)) => {
-                let mut object = fs.open(key).await.map_err(|e| match e {
-                    FsError::NotFound | FsError::Escapes => GatewayError::ObjectNotFound,
-                    FsError::Io(_) => GatewayError::StoreUnavailable,
-                })?;
+            Some(ObjectStore::Fs(_)) => {
+                let mut object = assets.open_file(store, key).await?;
                 if object.size > max {
                     return Err(too_large());
                 }
@@ -104,44 +98,39 @@ impl ImageServer {
                     etag: object.etag,
                 })
             }
-            Some(ObjectStore::S3(s3)) => {
-                let now = UNIX_EPOCH + Duration::from_secs(self.clock.now().max(0) as u64);
-                s3.fetch(&self.connector, key, max, now)
-                    .await
-                    .map_err(|e| match e {
-                        FetchError::NotFound => GatewayError::ObjectNotFound,
-                        FetchError::Denied(_) => match s3.settings.access_denied {
-                            DeniedAs::Forbidden => GatewayError::StoreDenied,
-                            DeniedAs::NotFound => GatewayError::ObjectNotFound,
-                        },
-                        FetchError::TooLarge(_) => too_large(),
-                        FetchError::Failed(reason) => {
-                            tracing::warn!(store = s3.name(), %reason, "cannot fetch an image source");
-                            GatewayError::StoreUnavailable
-                        }
-                    })
-            }
+            Some(ObjectStore::S3(s3)) => s3
+                .fetch(&self.connector, key, max, self.clock.system_time())
+                .await
+                .map_err(|e| match e {
+                    FetchError::NotFound => GatewayError::ObjectNotFound,
+                    FetchError::Denied(_) => store_denied(s3.settings.access_denied),
+                    FetchError::TooLarge(_) => too_large(),
+                    FetchError::Failed(reason) => {
+                        tracing::warn!(store = s3.name(), %reason, "cannot fetch an image source");
+                        GatewayError::StoreUnavailable
+                    }
+                }),
             None => Err(GatewayError::Internal),
         }
     }
 
-    /// The rendered variant, from memory when it is known to be current.
-    async fn rendered(
+    /// The variant, from memory when it is known to be current.
+    async fn answer(
         &self,
         assets: &Assets,
         req: &ImageRequest<'_>,
         variant_key: &str,
         webp: bool,
         if_none_match: Option<&str>,
-    ) -> Result<Result<Arc<Rendered>, String>, GatewayError> {
+    ) -> Result<Answer, GatewayError> {
         if let Some(known) = self.images.known_variant(variant_key) {
-            if etag_matches(if_none_match, &known.etag) {
+            if none_match_hits(if_none_match, &known.etag) {
                 self.images.count_cache(true);
-                return Ok(Err(known.etag));
+                return Ok(Answer::NotModified(known.etag));
             }
             if let Some(hit) = self.images.cached(variant_key, &known.source_etag).await {
                 self.images.count_cache(true);
-                return Ok(Ok(hit));
+                return Ok(Answer::Image(hit));
             }
         }
         let started = Instant::now();
@@ -176,7 +165,11 @@ impl ImageServer {
                     GatewayError::Internal
                 }
             })?;
-        Ok(Ok(rendered))
+        Ok(if none_match_hits(if_none_match, &rendered.etag) {
+            Answer::NotModified(rendered.etag.clone())
+        } else {
+            Answer::Image(rendered)
+        })
     }
 
     /// Answers with the transformed image. Inner `Err`: an error still answerable.
@@ -197,18 +190,15 @@ impl ImageServer {
         let store_name = assets.store(req.store).map_or("", ObjectStore::name);
         let variant_key = Images::variant_key(store_name, req.key, &req.transform, webp);
         let outcome = self
-            .rendered(assets, &req, &variant_key, webp, if_none_match.as_deref())
+            .answer(assets, &req, &variant_key, webp, if_none_match.as_deref())
             .await;
-        let rendered = match outcome {
-            Ok(rendered) => rendered,
+        let answer = match outcome {
+            Ok(answer) => answer,
             Err(err) => return Ok(Err(self.rejected(err))),
         };
-        let (status, etag, body, content_type) = match rendered {
-            Err(etag) => (StatusCode::NOT_MODIFIED, etag, None, None),
-            Ok(r) if etag_matches(if_none_match.as_deref(), &r.etag) => {
-                (StatusCode::NOT_MODIFIED, r.etag.clone(), None, None)
-            }
-            Ok(r) => (
+        let (status, etag, body, content_type) = match answer {
+            Answer::NotModified(etag) => (StatusCode::NOT_MODIFIED, etag, None, None),
+            Answer::Image(r) => (
                 StatusCode::OK,
                 r.etag.clone(),
                 Some(r.bytes.clone()),
@@ -235,18 +225,5 @@ impl ImageServer {
             session.write_response_body(Some(body), true).await?;
         }
         Ok(Ok(status.as_u16()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn etag_lists() {
-        assert!(etag_matches(Some("\"a\", \"b\""), "\"b\""));
-        assert!(etag_matches(Some("W/\"b\""), "\"b\""));
-        assert!(!etag_matches(Some("\"a\""), "\"b\""));
-        assert!(!etag_matches(None, "\"b\""));
     }
 }
