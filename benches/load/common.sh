@@ -24,6 +24,24 @@ wait_port() {
     echo "nothing listens on $1" >&2; exit 1
 }
 
+# The [server], [ops] and [log] part of postern's config for a load run: listening on $PST and
+# $OPS, quiet, one worker thread per core.
+postern_base_config() {
+    cat <<CONF
+[server]
+listen = "127.0.0.1:$PST"
+data_dir = "$work/data"
+threads = $cores
+keepalive_requests = 1000
+shutdown_grace_period = "0s"
+[ops]
+listen = "127.0.0.1:$OPS"
+[log]
+level = "warn"
+access_log = false
+CONF
+}
+
 # A scratch directory and a list of background processes, both gone when the script exits.
 work="$(mktemp -d)"
 pids=()

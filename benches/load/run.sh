@@ -67,18 +67,7 @@ http {
     }
 }
 CONF
-cat > "$work/postern.toml" <<CONF
-[server]
-listen = "127.0.0.1:$PST"
-data_dir = "$work/data"
-threads = $cores
-keepalive_requests = 1000
-shutdown_grace_period = "0s"
-[ops]
-listen = "127.0.0.1:$OPS"
-[log]
-level = "warn"
-access_log = false
+{ postern_base_config; cat; } > "$work/postern.toml" <<CONF
 [upstreams.app]
 backends = ["http://127.0.0.1:$UP"]
 [[routes]]
