@@ -64,6 +64,7 @@ fn bench_session_check(c: &mut Criterion) {
         (sessions, created.token)
     });
     let cookie_name = settings.sessions.cookie_name.clone();
+    let csrf_name = settings.sessions.csrf_cookie_name.clone();
     let cookie = format!("theme=dark; {cookie_name}={token}; lang=en");
 
     c.bench_function("logged_in_request_overhead", |b| {
@@ -76,7 +77,7 @@ fn bench_session_check(c: &mut Criterion) {
                 .await
                 .unwrap()
                 .unwrap();
-            headers::strip_cookie(&mut req, &cookie_name).unwrap();
+            headers::strip_cookies(&mut req, &[&cookie_name, &csrf_name]).unwrap();
             headers::set_identity(&mut req, &settings.identity_headers, &principal).unwrap();
             black_box(req);
         })

@@ -153,7 +153,7 @@ impl Accounts<'_> {
     }
 
     pub async fn delete_user(&self, user: &User) -> Result<(), AccountError> {
-        self.store.delete_user(&user.id).await?;
+        self.store.delete_user(&user.id, self.now).await?;
         self.event(
             "user.deleted",
             Some(&user.id),

@@ -8,6 +8,8 @@ pub enum GatewayError {
     NoRoute,
     #[error("the request path is not allowed: {0}")]
     BadPath(&'static str),
+    #[error("the request path contains {0}, which servers read in different ways")]
+    AmbiguousPath(&'static str),
     #[error("the request is malformed: {0}")]
     BadRequest(&'static str),
     #[error("authentication is required")]
@@ -38,6 +40,12 @@ pub enum GatewayError {
     InvalidToken,
     #[error("the form has expired or did not come from this site; reload the page and try again")]
     CsrfFailed,
+    #[error(
+        "a request authenticated by cookie must come from this site and send JSON or an X-CSRF-Token header"
+    )]
+    CrossSite,
+    #[error("a new token needs a session or credentials; a bearer token cannot renew itself")]
+    SessionRequired,
     #[error("send JSON (Content-Type: application/json) or a form")]
     UnsupportedMediaType,
     #[error("too many attempts; try again in {retry_after} seconds")]
@@ -92,7 +100,9 @@ impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute | Self::UnknownEndpoint => StatusCode::NOT_FOUND,
-            Self::BadPath(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadPath(_) | Self::AmbiguousPath(_) | Self::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden | Self::RefererDenied | Self::CorsDenied => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -101,7 +111,8 @@ impl GatewayError {
             Self::UpstreamUnavailable | Self::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::InvalidCredentials | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::CsrfFailed => StatusCode::FORBIDDEN,
+            Self::CsrfFailed | Self::CrossSite => StatusCode::FORBIDDEN,
+            Self::SessionRequired => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -127,7 +138,7 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NoRoute | Self::UnknownEndpoint => "not_found",
-            Self::BadPath(_) => "bad_path",
+            Self::BadPath(_) | Self::AmbiguousPath(_) => "bad_path",
             Self::BadRequest(_) => "bad_request",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
@@ -142,6 +153,8 @@ impl GatewayError {
             Self::InvalidCredentials => "invalid_credentials",
             Self::InvalidToken => "invalid_token",
             Self::CsrfFailed => "csrf_failed",
+            Self::CrossSite => "cross_site_request",
+            Self::SessionRequired => "session_required",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Unavailable(_) => "unavailable",
             Self::Validation { .. } => "validation_failed",
@@ -191,6 +204,9 @@ mod tests {
             GatewayError::InvalidCredentials,
             GatewayError::InvalidToken,
             GatewayError::CsrfFailed,
+            GatewayError::CrossSite,
+            GatewayError::SessionRequired,
+            GatewayError::AmbiguousPath("x"),
             GatewayError::UnsupportedMediaType,
             GatewayError::Unavailable("x"),
             GatewayError::Validation {

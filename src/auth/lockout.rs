@@ -3,8 +3,9 @@
 //! instance); a user's lock is written to the database so that it holds on every instance and
 //! `postern user unlock` can lift it.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use crate::config::LockoutSettings;
 
@@ -17,75 +18,101 @@ pub enum Admission {
     },
 }
 
-/// Counts events per key within a window; bounded in size.
-struct WindowCounter {
-    window: i64,
-    entries: HashMap<String, (u32, i64)>,
+/// How many keys each counter tracks. When full, entries are evicted one by one, never all at
+/// once. Addresses that reached the failure limit move to a separate map of blocked addresses,
+/// which a flood of new addresses (one failure each) never enters, so it cannot lift a block.
+const MAX_TRACKED: u64 = 100_000;
+
+/// The key an address is counted under: IPv4 as is, IPv6 by its /64 (one customer's network
+/// hands out a whole /64, so single IPv6 addresses cost an attacker nothing).
+pub fn address_key(ip: Option<IpAddr>) -> IpAddr {
+    match ip.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V6(v6)) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128))),
+        Some(v4) => v4,
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
 }
 
-const MAX_TRACKED: usize = 100_000;
+fn bounded_cache<K, V>(capacity: u64, idle: i64) -> moka::sync::Cache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    moka::sync::Cache::builder()
+        .max_capacity(capacity)
+        .time_to_idle(Duration::from_secs(idle.max(1) as u64))
+        .build()
+}
 
-impl WindowCounter {
-    fn new(window: i64) -> Self {
+/// Counts events per key within a window.
+struct WindowCounter<K: Hash + Eq + Send + Sync + 'static> {
+    window: i64,
+    entries: moka::sync::Cache<K, (u32, i64)>,
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static> WindowCounter<K> {
+    fn new(window: i64, capacity: u64) -> Self {
         Self {
             window,
-            entries: HashMap::new(),
+            entries: bounded_cache(capacity, window),
         }
     }
 
-    fn add(&mut self, key: &str, now: i64) -> u32 {
-        if self.entries.len() >= MAX_TRACKED {
-            let window = self.window;
-            self.entries.retain(|_, (_, start)| now - *start < window);
-            if self.entries.len() >= MAX_TRACKED {
-                self.entries.clear();
-            }
-        }
-        let entry = self.entries.entry(key.to_string()).or_insert((0, now));
-        if now - entry.1 >= self.window {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-        entry.0
+    fn add(&self, key: K, now: i64) -> u32 {
+        let window = self.window;
+        let entry =
+            self.entries
+                .entry(key)
+                .and_upsert_with(|old| match old.map(|e| e.into_value()) {
+                    Some((count, start)) if now - start < window => (count + 1, start),
+                    _ => (1, now),
+                });
+        entry.into_value().0
     }
 
-    fn count(&self, key: &str, now: i64) -> u32 {
-        match self.entries.get(key) {
-            Some((count, start)) if now - start < self.window => *count,
-            _ => 0,
-        }
-    }
-
-    fn clear(&mut self, key: &str) {
-        self.entries.remove(key);
+    fn clear(&self, key: &K) {
+        self.entries.invalidate(key);
     }
 }
 
-/// Token bucket per key.
+#[derive(Clone)]
+struct Bucket {
+    tokens: f64,
+    last: i64,
+    admitted: bool,
+}
+
+/// Token bucket per address.
 struct RateLimiter {
     per_minute: u32,
-    buckets: HashMap<String, (f64, i64)>,
+    buckets: moka::sync::Cache<IpAddr, Bucket>,
 }
 
 impl RateLimiter {
-    fn take(&mut self, key: &str, now: i64) -> Admission {
-        if self.buckets.len() >= MAX_TRACKED {
-            self.buckets.retain(|_, (_, last)| now - *last < 60);
-        }
+    fn take(&self, key: IpAddr, now: i64) -> Admission {
         let capacity = f64::from(self.per_minute);
         let rate = capacity / 60.0;
-        let (tokens, last) = self
+        let bucket = self
             .buckets
-            .entry(key.to_string())
-            .or_insert((capacity, now));
-        *tokens = (*tokens + (now - *last).max(0) as f64 * rate).min(capacity);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+            .entry(key)
+            .and_upsert_with(|old| {
+                let (tokens, last) = old
+                    .map(|e| e.into_value())
+                    .map_or((capacity, now), |b| (b.tokens, b.last));
+                let tokens = (tokens + (now - last).max(0) as f64 * rate).min(capacity);
+                let admitted = tokens >= 1.0;
+                Bucket {
+                    tokens: if admitted { tokens - 1.0 } else { tokens },
+                    last: now,
+                    admitted,
+                }
+            })
+            .into_value();
+        if bucket.admitted {
             Admission::Allowed
         } else {
             Admission::Limited {
-                retry_after: ((1.0 - *tokens) / rate).ceil().max(1.0) as i64,
+                retry_after: ((1.0 - bucket.tokens) / rate).ceil().max(1.0) as i64,
             }
         }
     }
@@ -93,59 +120,67 @@ impl RateLimiter {
 
 pub struct Lockout {
     settings: LockoutSettings,
-    users: Mutex<WindowCounter>,
-    ips: Mutex<WindowCounter>,
-    limiter: Mutex<RateLimiter>,
+    users: WindowCounter<String>,
+    addresses: WindowCounter<IpAddr>,
+    /// Addresses blocked after too many failures, with the time the block ends.
+    blocked: moka::sync::Cache<IpAddr, i64>,
+    limiter: RateLimiter,
 }
 
 impl Lockout {
     pub fn new(settings: LockoutSettings) -> Self {
+        Self::with_capacity(settings, MAX_TRACKED)
+    }
+
+    fn with_capacity(settings: LockoutSettings, capacity: u64) -> Self {
         let window = settings.window.as_secs() as i64;
+        let address_window = settings.lock_for.as_secs().max(settings.window.as_secs()) as i64;
         Self {
-            users: Mutex::new(WindowCounter::new(window)),
-            ips: Mutex::new(WindowCounter::new(
-                settings.lock_for.as_secs().max(settings.window.as_secs()) as i64,
-            )),
-            limiter: Mutex::new(RateLimiter {
+            users: WindowCounter::new(window, capacity),
+            addresses: WindowCounter::new(address_window, capacity),
+            blocked: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(settings.lock_for.max(Duration::from_secs(1)))
+                .build(),
+            limiter: RateLimiter {
                 per_minute: settings.login_rate_per_minute,
-                buckets: HashMap::new(),
-            }),
+                buckets: bounded_cache(capacity, 60),
+            },
             settings,
         }
     }
 
-    /// Before a login attempt from `ip`: the rate limit, and the per-IP failure block.
-    pub fn admit(&self, ip: &str, now: i64) -> Admission {
-        let ip_failures = self.ips.lock().map_or(0, |c| c.count(ip, now));
-        if ip_failures >= self.settings.ip_max_failures {
+    /// Before a login attempt from `ip`: the rate limit, and the per-address failure block.
+    pub fn admit(&self, ip: Option<IpAddr>, now: i64) -> Admission {
+        let key = address_key(ip);
+        if let Some(until) = self.blocked.get(&key)
+            && now < until
+        {
             return Admission::Limited {
-                retry_after: self.settings.lock_for.as_secs() as i64,
+                retry_after: until - now,
             };
         }
-        match self.limiter.lock() {
-            Ok(mut limiter) => limiter.take(ip, now),
-            Err(_) => Admission::Allowed,
-        }
+        self.limiter.take(key, now)
     }
 
     /// Records a failed login. Returns `Some(until)` when the user must now be locked.
-    pub fn failed(&self, user_id: Option<&str>, ip: &str, now: i64) -> Option<i64> {
-        if let Ok(mut ips) = self.ips.lock() {
-            ips.add(ip, now);
+    pub fn failed(&self, user_id: Option<&str>, ip: Option<IpAddr>, now: i64) -> Option<i64> {
+        let key = address_key(ip);
+        if self.addresses.add(key, now) >= self.settings.ip_max_failures {
+            self.addresses.clear(&key);
+            self.blocked
+                .insert(key, now + self.settings.lock_for.as_secs() as i64);
         }
-        let user_id = user_id?;
-        let mut users = self.users.lock().ok()?;
-        if users.add(user_id, now) >= self.settings.max_failures {
-            users.clear(user_id);
+        let user_id = user_id?.to_string();
+        if self.users.add(user_id.clone(), now) >= self.settings.max_failures {
+            self.users.clear(&user_id);
             return Some(now + self.settings.lock_for.as_secs() as i64);
         }
         None
     }
 
     pub fn succeeded(&self, user_id: &str) {
-        if let Ok(mut users) = self.users.lock() {
-            users.clear(user_id);
-        }
+        self.users.clear(&user_id.to_string());
     }
 }
 
@@ -154,6 +189,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
 
     fn lockout() -> Lockout {
         Lockout::new(LockoutSettings {
@@ -168,29 +207,32 @@ mod tests {
     #[test]
     fn users_lock_after_n_failures_within_the_window() {
         let l = lockout();
-        assert_eq!(l.failed(Some("u"), "1.1.1.1", 0), None);
-        assert_eq!(l.failed(Some("u"), "1.1.1.2", 10), None);
-        assert_eq!(l.failed(Some("u"), "1.1.1.3", 20), Some(920));
-        assert_eq!(l.failed(Some("v"), "1.1.1.3", 0), None);
+        assert_eq!(l.failed(Some("u"), ip("1.1.1.1"), 0), None);
+        assert_eq!(l.failed(Some("u"), ip("1.1.1.2"), 10), None);
+        assert_eq!(l.failed(Some("u"), ip("1.1.1.3"), 20), Some(920));
+        assert_eq!(l.failed(Some("v"), ip("1.1.1.3"), 0), None);
         assert_eq!(
-            l.failed(Some("v"), "1.1.1.3", 700),
+            l.failed(Some("v"), ip("1.1.1.3"), 700),
             None,
             "the window restarted"
         );
         l.succeeded("v");
-        assert_eq!(l.failed(Some("v"), "1.1.1.3", 701), None);
+        assert_eq!(l.failed(Some("v"), ip("1.1.1.3"), 701), None);
     }
 
     #[test]
     fn addresses_with_many_failures_are_blocked() {
         let l = lockout();
         for i in 0..5 {
-            l.failed(Some(&format!("user{i}")), "9.9.9.9", i);
+            l.failed(Some(&format!("user{i}")), ip("9.9.9.9"), i);
         }
-        assert!(matches!(l.admit("9.9.9.9", 10), Admission::Limited { .. }));
-        assert_eq!(l.admit("8.8.8.8", 10), Admission::Allowed);
+        assert!(matches!(
+            l.admit(ip("9.9.9.9"), 10),
+            Admission::Limited { .. }
+        ));
+        assert_eq!(l.admit(ip("8.8.8.8"), 10), Admission::Allowed);
         assert_eq!(
-            l.admit("9.9.9.9", 2000),
+            l.admit(ip("9.9.9.9"), 2000),
             Admission::Allowed,
             "the block ends"
         );
@@ -200,12 +242,62 @@ mod tests {
     fn the_rate_limit_refills_over_time() {
         let l = lockout();
         for _ in 0..6 {
-            assert_eq!(l.admit("7.7.7.7", 100), Admission::Allowed);
+            assert_eq!(l.admit(ip("7.7.7.7"), 100), Admission::Allowed);
         }
-        let Admission::Limited { retry_after } = l.admit("7.7.7.7", 100) else {
+        let Admission::Limited { retry_after } = l.admit(ip("7.7.7.7"), 100) else {
             panic!("limited")
         };
         assert_eq!(retry_after, 10);
-        assert_eq!(l.admit("7.7.7.7", 110), Admission::Allowed);
+        assert_eq!(l.admit(ip("7.7.7.7"), 110), Admission::Allowed);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let l = lockout();
+        for i in 0..5 {
+            l.failed(None, ip(&format!("2001:db8:1:2::{i:x}")), i);
+        }
+        assert!(matches!(
+            l.admit(ip("2001:db8:1:2:ffff::1"), 10),
+            Admission::Limited { .. }
+        ));
+        assert_eq!(l.admit(ip("2001:db8:1:3::1"), 10), Admission::Allowed);
+        assert_eq!(
+            address_key(ip("::ffff:1.2.3.4")),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_flood_of_new_addresses_does_not_reset_a_blocked_one() {
+        let settings = LockoutSettings {
+            max_failures: 3,
+            window: Duration::from_secs(600),
+            lock_for: Duration::from_secs(900),
+            ip_max_failures: 5,
+            login_rate_per_minute: 6,
+        };
+        let l = Lockout::with_capacity(settings, 64);
+        for i in 0..5 {
+            l.failed(None, ip("9.9.9.9"), i);
+        }
+        for i in 0..5_000u32 {
+            l.failed(None, Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))), 10);
+            if i % 500 == 0 {
+                assert!(
+                    matches!(l.admit(ip("9.9.9.9"), 10), Admission::Limited { .. }),
+                    "after {i}"
+                );
+            }
+        }
+        l.addresses.entries.run_pending_tasks();
+        assert!(
+            l.addresses.entries.entry_count() <= 64,
+            "the counters stay bounded"
+        );
+        assert!(matches!(
+            l.admit(ip("9.9.9.9"), 10),
+            Admission::Limited { .. }
+        ));
     }
 }

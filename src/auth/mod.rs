@@ -12,4 +12,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use lockout::{Admission, Lockout};
 pub use password::{HashParams, PasswordError, Passwords, Verified};
 pub use sessions::{NewSession, SessionError, Sessions, principal_of};
-pub use tokens::{Claims, IssuedToken, TokenError, Tokens};
+pub use tokens::{
+    ACCESS_TYP, ASSERTION_AUDIENCE_PREFIX, ASSERTION_TYP, Claims, IssuedToken, TokenError, Tokens,
+    VerifiedToken,
+};

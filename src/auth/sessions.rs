@@ -136,23 +136,42 @@ impl Sessions {
         Ok(NewSession { token })
     }
 
+    /// The session's id (the hash it is stored under) for a cookie value.
+    pub fn id_of(&self, token: &str) -> Option<String> {
+        plausible_token(token).then(|| hash_token(token))
+    }
+
     /// The user behind a session cookie value, if the session is valid now.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Arc<Principal>>, SessionError> {
-        if !plausible_token(token) {
+        let Some(id_hash) = self.id_of(token) else {
             return Ok(None);
-        }
-        let id_hash = hash_token(token);
+        };
         let now = self.clock.now();
-        let cached = match self.cache.get(&id_hash) {
+        let Some(cached) = self.live(&id_hash, now).await? else {
+            return Ok(None);
+        };
+        self.touch(&id_hash, &cached, now).await;
+        Ok(Some(cached.principal.clone()))
+    }
+
+    /// Whether the session stored under `id_hash` is still valid (for tokens issued from it);
+    /// it is not marked as used.
+    pub async fn is_live(&self, id_hash: &str) -> Result<bool, SessionError> {
+        Ok(self.live(id_hash, self.clock.now()).await?.is_some())
+    }
+
+    /// The session under `id_hash`, from the cache or the database, unless it has expired.
+    async fn live(&self, id_hash: &str, now: i64) -> Result<Option<Arc<Cached>>, SessionError> {
+        let cached = match self.cache.get(id_hash) {
             Some(cached) => {
                 self.cache_hits.inc();
                 cached
             }
-            None => match self.load(&id_hash).await? {
+            None => match self.load(id_hash).await? {
                 Some(cached) => {
                     self.cache_misses.inc();
                     let cached = Arc::new(cached);
-                    self.cache.insert(id_hash.clone(), cached.clone());
+                    self.cache.insert(id_hash.to_string(), cached.clone());
                     cached
                 }
                 None => return Ok(None),
@@ -160,12 +179,11 @@ impl Sessions {
         };
         let idle_expires = cached.idle_expires_at.load(Ordering::Relaxed);
         if now >= idle_expires || now >= cached.record.absolute_expires_at {
-            self.cache.invalidate(&id_hash);
-            self.store()?.delete_session(&id_hash).await?;
+            self.cache.invalidate(id_hash);
+            self.store()?.delete_session(id_hash).await?;
             return Ok(None);
         }
-        self.touch(&id_hash, &cached, now).await;
-        Ok(Some(cached.principal.clone()))
+        Ok(Some(cached))
     }
 
     /// Extends the idle expiry; the database write is throttled to once per `touch_interval`.

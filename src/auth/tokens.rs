@@ -2,6 +2,12 @@
 //! optional signed assertion postern hands to the app. One algorithm is configured and only that
 //! one is accepted (never `none`, never a mismatch); expiry and not-before are checked against
 //! postern's clock, and the user's session epoch must still match.
+//!
+//! The two kinds can never stand in for each other: access tokens carry `typ: at+jwt` and key id
+//! `access`, assertions `typ: postern-assertion+jwt` and key id `assertion`, and (with HS256) are
+//! signed with a different secret, the only one the app holds. An assertion's audience is
+//! `route:NAME`, which no access-token audience may start with. A token whose lifetime
+//! (`exp - iat`) is longer than the configured ttl is refused whatever its signature.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +33,15 @@ pub enum TokenError {
     Store(#[from] StoreError),
 }
 
+/// `typ` of access tokens (RFC 9068).
+pub const ACCESS_TYP: &str = "at+jwt";
+/// `typ` of identity assertions sent to the app.
+pub const ASSERTION_TYP: &str = "postern-assertion+jwt";
+const ACCESS_KID: &str = "access";
+const ASSERTION_KID: &str = "assertion";
+/// An assertion's audience is this followed by the route's name.
+pub const ASSERTION_AUDIENCE_PREFIX: &str = "route:";
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     pub sub: String,
@@ -40,6 +55,15 @@ pub struct Claims {
     pub exp: i64,
     /// The user's session epoch when the token was issued.
     pub epoch: i64,
+    /// The session a token was issued from: it ends with that session (logout, revoke).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+/// A verified access token: who it stands for, and the session it depends on.
+pub struct VerifiedToken {
+    pub principal: Arc<Principal>,
+    pub session: Option<String>,
 }
 
 /// A token as `/token` returns it.
@@ -57,6 +81,7 @@ pub struct Tokens {
     settings: TokenSettings,
     algorithm: Algorithm,
     encoding: EncodingKey,
+    assertion_encoding: EncodingKey,
     decoding: DecodingKey,
     clock: Arc<dyn Clock>,
     store: StoreHandle,
@@ -88,6 +113,10 @@ impl Tokens {
                 DecodingKey::from_rsa_pem(&settings.public_key_pem).map_err(key_error)?,
             ),
         };
+        let assertion_encoding = match settings.algorithm {
+            TokenAlgorithm::Hs256 => EncodingKey::from_secret(&settings.assertion_secret),
+            TokenAlgorithm::EdDsa | TokenAlgorithm::Rs256 => encoding.clone(),
+        };
         let users = moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(user_cache_ttl.max(Duration::from_millis(1)))
@@ -96,6 +125,7 @@ impl Tokens {
             settings,
             algorithm,
             encoding,
+            assertion_encoding,
             decoding,
             clock,
             store,
@@ -103,9 +133,11 @@ impl Tokens {
         })
     }
 
-    fn sign(&self, claims: &Claims) -> Result<String, TokenError> {
-        jsonwebtoken::encode(&Header::new(self.algorithm), claims, &self.encoding)
-            .map_err(|e| TokenError::Key(e.to_string()))
+    fn header(&self, typ: &str, kid: &str) -> Header {
+        let mut header = Header::new(self.algorithm);
+        header.typ = Some(typ.to_string());
+        header.kid = Some(kid.to_string());
+        header
     }
 
     fn claims_for(
@@ -127,40 +159,54 @@ impl Tokens {
             nbf: now,
             exp: now + ttl.as_secs() as i64,
             epoch,
+            sid: None,
         }
     }
 
-    /// An access token for `user`.
-    pub fn issue(&self, user: &User) -> Result<IssuedToken, TokenError> {
+    /// An access token for `user`; with `session` (the session's id hash) it ends with that
+    /// session.
+    pub fn issue(&self, user: &User, session: Option<String>) -> Result<IssuedToken, TokenError> {
         let principal = super::principal_of(user);
-        let claims = self.claims_for(
+        let mut claims = self.claims_for(
             &principal,
             user.session_epoch,
             &self.settings.audience,
             self.settings.ttl,
         );
+        claims.sid = session;
+        let header = self.header(ACCESS_TYP, ACCESS_KID);
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .map_err(|e| TokenError::Key(e.to_string()))?;
         Ok(IssuedToken {
-            token: self.sign(&claims)?,
+            token,
             expires_in: self.settings.ttl.as_secs(),
         })
     }
 
-    /// The short-lived assertion for the app behind route `audience`.
-    pub fn assertion(&self, principal: &Principal, audience: &str) -> Result<String, TokenError> {
-        let claims = self.claims_for(principal, 0, audience, self.settings.assertion_ttl);
-        self.sign(&claims)
+    /// The short-lived assertion for the app behind route `route`.
+    pub fn assertion(&self, principal: &Principal, route: &str) -> Result<String, TokenError> {
+        let audience = format!("{ASSERTION_AUDIENCE_PREFIX}{route}");
+        let claims = self.claims_for(principal, 0, &audience, self.settings.assertion_ttl);
+        let header = self.header(ASSERTION_TYP, ASSERTION_KID);
+        jsonwebtoken::encode(&header, &claims, &self.assertion_encoding)
+            .map_err(|e| TokenError::Key(e.to_string()))
     }
 
-    /// Checks a bearer token: algorithm, signature, issuer, audience, expiry (with leeway) on
-    /// postern's clock, and that the user still exists, is enabled and has the same epoch.
-    pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, TokenError> {
+    /// Checks a bearer token: type and key id, algorithm, signature, issuer, audience, expiry
+    /// (with leeway) and lifetime on postern's clock, and that the user still exists, is enabled
+    /// and has the same epoch. The caller checks that the token's session is still live.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.typ.as_deref() != Some(ACCESS_TYP) || header.kid.as_deref() != Some(ACCESS_KID) {
+            return Err(TokenError::Invalid);
+        }
         let mut validation = Validation::new(self.algorithm);
         validation.algorithms = vec![self.algorithm];
         validation.set_issuer(&[&self.settings.issuer]);
         validation.set_audience(&[&self.settings.audience]);
         validation.validate_exp = false;
         validation.validate_nbf = false;
-        validation.required_spec_claims = ["exp", "nbf", "iss", "aud", "sub"]
+        validation.required_spec_claims = ["exp", "nbf", "iat", "iss", "aud", "sub"]
             .iter()
             .map(|c| c.to_string())
             .collect();
@@ -169,7 +215,10 @@ impl Tokens {
         let claims = data.claims;
         let now = self.clock.now();
         let leeway = self.settings.leeway.as_secs() as i64;
-        if now > claims.exp + leeway || now + leeway < claims.nbf {
+        if now > claims.exp + leeway || now + leeway < claims.nbf || now + leeway < claims.iat {
+            return Err(TokenError::Invalid);
+        }
+        if claims.exp - claims.iat > self.settings.ttl.as_secs() as i64 {
             return Err(TokenError::Invalid);
         }
         let user = self
@@ -179,7 +228,10 @@ impl Tokens {
         if user.epoch != claims.epoch {
             return Err(TokenError::Invalid);
         }
-        Ok(user.principal.clone())
+        Ok(VerifiedToken {
+            principal: user.principal.clone(),
+            session: claims.sid,
+        })
     }
 
     /// Drops the cached state of a user, so that a change applies to the next request.

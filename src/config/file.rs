@@ -153,6 +153,7 @@ pub struct TokensSection {
     pub leeway: Option<String>,
     pub assertion_header: Option<String>,
     pub assertion_ttl: Option<String>,
+    pub assertion_secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,6 +247,9 @@ pub struct RouteSection {
     pub link_ttl: Option<String>,
     pub cache_control: Option<String>,
     pub images: Option<String>,
+    pub inline_types: Option<Vec<String>>,
+    pub strict_paths: Option<bool>,
+    pub case_insensitive: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

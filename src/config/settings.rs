@@ -130,6 +130,8 @@ pub struct TokenSettings {
     /// Header carrying a signed assertion of the identity to the app; off when `None`.
     pub assertion_header: Option<HeaderName>,
     pub assertion_ttl: Duration,
+    /// HS256 key for assertions: never the access-token key, which the app must not hold.
+    pub assertion_secret: Vec<u8>,
 }
 
 impl std::fmt::Debug for TokenSettings {
@@ -158,6 +160,8 @@ pub struct LockoutSettings {
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub cookie_name: String,
+    /// The login form's double-submit cookie: `__Host-` prefixed when cookies are secure.
+    pub csrf_cookie_name: String,
     pub secure_cookies: bool,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
@@ -385,6 +389,8 @@ pub struct AssetRoute {
     pub cache_control: String,
     /// Image transforms on this route, and which parameters they take; off when `None`.
     pub images: Option<crate::images::params::Policy>,
+    /// Content types shown inline; everything else is sent as an attachment.
+    pub inline_types: std::sync::Arc<crate::objects::InlineTypes>,
 }
 
 #[derive(Debug, Clone)]
@@ -399,4 +405,8 @@ pub struct RouteSettings {
     pub referer: Option<crate::policy::RefererRule>,
     pub cors: Option<crate::policy::CorsRule>,
     pub target: RouteTarget,
+    /// Refuse path spellings that servers read differently (`routing::check_unambiguous`).
+    pub strict_paths: bool,
+    /// Match the path prefix in any letter case (for apps on case-insensitive servers).
+    pub case_insensitive: bool,
 }

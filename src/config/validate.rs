@@ -415,6 +415,46 @@ fn token_settings(c: &mut Checker, file: &FileConfig) -> TokenSettings {
         .as_deref()
         .filter(|h| !h.is_empty())
         .map(|h| c.header_name("tokens.assertion_header", Some(&h.to_string()), h));
+    let assertion_secret_text = t.assertion_secret.clone().filter(|s| !s.is_empty());
+    let assertion_secret = match (&assertion_secret_text, algorithm, &assertion_header) {
+        (Some(_), TokenAlgorithm::EdDsa | TokenAlgorithm::Rs256, _) => {
+            c.report(
+                "tokens.assertion_secret",
+                "only used with algorithm \"HS256\" (asymmetric assertions use the key pair)",
+            );
+            Vec::new()
+        }
+        (Some(key), TokenAlgorithm::Hs256, _) => {
+            if key.len() < 32 {
+                c.report("tokens.assertion_secret", "must be at least 32 bytes long");
+            }
+            if secret_text.as_deref() == Some(key.as_str()) {
+                c.report(
+                    "tokens.assertion_secret",
+                    "must differ from tokens.secret: the app holds it and could mint access tokens",
+                );
+            }
+            key.clone().into_bytes()
+        }
+        (None, TokenAlgorithm::Hs256, Some(_)) => {
+            c.report(
+                "tokens.assertion_secret",
+                "required with assertion_header and HS256: the key the app verifies assertions with (at least 32 bytes, not tokens.secret)",
+            );
+            Vec::new()
+        }
+        (None, _, _) => Vec::new(),
+    };
+    let audience = t.audience.clone().unwrap_or_else(|| "postern".into());
+    if audience.starts_with(crate::auth::ASSERTION_AUDIENCE_PREFIX) {
+        c.report(
+            "tokens.audience",
+            format!(
+                "must not start with {:?}, which names the audience of identity assertions",
+                crate::auth::ASSERTION_AUDIENCE_PREFIX
+            ),
+        );
+    }
     TokenSettings {
         algorithm,
         secret,
@@ -422,11 +462,12 @@ fn token_settings(c: &mut Checker, file: &FileConfig) -> TokenSettings {
         private_key_pem,
         public_key_pem,
         issuer: t.issuer.clone().unwrap_or_else(|| "postern".into()),
-        audience: t.audience.clone().unwrap_or_else(|| "postern".into()),
+        audience,
         ttl: c.duration("tokens.ttl", t.ttl.as_ref(), secs(15 * 60)),
         leeway: c.duration("tokens.leeway", t.leeway.as_ref(), secs(30)),
         assertion_header,
         assertion_ttl: c.duration("tokens.assertion_ttl", t.assertion_ttl.as_ref(), secs(60)),
+        assertion_secret,
     }
 }
 
@@ -520,8 +561,15 @@ fn session_settings(c: &mut Checker, file: &FileConfig) -> SessionSettings {
             }
         })
         .collect();
+    let csrf_cookie_name = if secure_cookies {
+        "__Host-postern_csrf"
+    } else {
+        "postern_csrf"
+    }
+    .to_string();
     SessionSettings {
         cookie_name,
+        csrf_cookie_name,
         secure_cookies,
         idle_timeout,
         absolute_timeout,
@@ -1077,6 +1125,7 @@ fn route_settings(
             forbid("link_ttl", r.link_ttl.is_some());
             forbid("cache_control", r.cache_control.is_some());
             forbid("images", r.images.is_some());
+            forbid("inline_types", r.inline_types.is_some());
             match &r.upstream {
                 None => {
                     c.report(at("upstream"), "required for kind \"upstream\"");
@@ -1105,6 +1154,7 @@ fn route_settings(
             forbid("mode", r.mode.is_some());
             forbid("link_ttl", r.link_ttl.is_some());
             forbid("cache_control", r.cache_control.is_some());
+            forbid("inline_types", r.inline_types.is_some());
             if r.access.is_some() {
                 c.report(
                     at("access"),
@@ -1170,6 +1220,13 @@ fn route_settings(
             if images.is_some() && mode == AssetMode::Redirect {
                 c.report(at("images"), "transforms need mode = \"stream\"");
             }
+            let inline_types = match &r.inline_types {
+                None => crate::objects::InlineTypes::default(),
+                Some(list) => crate::objects::InlineTypes::parse(list).unwrap_or_else(|e| {
+                    c.report(at("inline_types"), e);
+                    crate::objects::InlineTypes::default()
+                }),
+            };
             let cache_control = r
                 .cache_control
                 .clone()
@@ -1185,6 +1242,7 @@ fn route_settings(
                     link_ttl,
                     cache_control,
                     images,
+                    inline_types: std::sync::Arc::new(inline_types),
                 })
             })
         }
@@ -1209,6 +1267,8 @@ fn route_settings(
         referer,
         cors,
         target: target?,
+        strict_paths: r.strict_paths.unwrap_or(true),
+        case_insensitive: r.case_insensitive.unwrap_or(false),
     })
 }
 

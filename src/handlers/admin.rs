@@ -223,7 +223,7 @@ impl Admin {
                     .principal
                     .as_ref()
                     .map_or_else(|| "unknown".to_string(), |p| p.username.clone()),
-                ip: caller.ip.clone(),
+                ip: caller.ip_text(),
             },
             now: self.sessions.now(),
         }
@@ -264,14 +264,12 @@ impl Admin {
         rest: &str,
         caller: Caller,
     ) -> Result<(), GatewayError> {
-        if !self.allow_from.is_empty() {
-            let ip = caller
+        if !self.allow_from.is_empty()
+            && !caller
                 .ip
-                .as_deref()
-                .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
-            if !ip.is_some_and(|ip| self.allow_from.iter().any(|net| net.contains(&ip))) {
-                return Err(GatewayError::Forbidden);
-            }
+                .is_some_and(|ip| self.allow_from.iter().any(|net| net.contains(&ip)))
+        {
+            return Err(GatewayError::Forbidden);
         }
         let principal = caller
             .principal

@@ -5,6 +5,7 @@
 pub mod admin;
 mod login_page;
 mod return_to;
+mod same_site;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,14 +37,24 @@ const PLANNED: &[(&str, &str)] = &[
     ("files", "the file API"),
 ];
 
-const CSRF_COOKIE: &str = "postern_csrf";
 const MAX_LOGIN_BODY: usize = 16 * 1024;
 
 /// Who is asking, as the proxy established it.
 pub struct Caller {
     pub principal: Option<Arc<Principal>>,
     pub session_token: Option<String>,
-    pub ip: Option<String>,
+    /// The principal came from a bearer token (not the session cookie).
+    pub via_bearer: bool,
+    /// The client's address (through trusted proxies).
+    pub ip: Option<std::net::IpAddr>,
+    /// The route's CORS rule admits the request's `Origin`.
+    pub origin_allowed: bool,
+}
+
+impl Caller {
+    fn ip_text(&self) -> Option<String> {
+        self.ip.map(|ip| ip.to_string())
+    }
 }
 
 /// The built-in endpoints and what they work with.
@@ -108,6 +119,18 @@ impl Builtin {
     ) -> Result<(), GatewayError> {
         let endpoint = rest.trim_start_matches('/');
         let method = session.req_header().method.clone();
+        let changes_state = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if changes_state
+            && !caller.via_bearer
+            && caller.session_token.is_some()
+            && endpoint != "login"
+        {
+            same_site::check(
+                session.req_header(),
+                self.csrf_cookie_name(),
+                caller.origin_allowed,
+            )?;
+        }
         match (endpoint, method) {
             ("login", Method::GET | Method::HEAD) => {
                 self.login_page(session, None, "", StatusCode::OK).await
@@ -132,10 +155,16 @@ impl Builtin {
         }
     }
 
+    fn csrf_cookie_name(&self) -> &str {
+        &self.sessions.settings().csrf_cookie_name
+    }
+
+    /// The double-submit cookie: `__Host-` prefixed (so Path=/, Secure, no Domain) when cookies
+    /// are secure, so that a sibling subdomain cannot plant one.
     fn csrf_cookie(&self, value: &str) -> String {
         format!(
-            "{CSRF_COOKIE}={value}; Path={}; HttpOnly; SameSite=Strict{}",
-            self.prefix,
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict{}",
+            self.csrf_cookie_name(),
             if self.sessions.settings().secure_cookies {
                 "; Secure"
             } else {
@@ -152,7 +181,7 @@ impl Builtin {
         status: StatusCode,
     ) -> Result<(), GatewayError> {
         let req = session.req_header();
-        let existing = headers::cookie_value(req, CSRF_COOKIE)
+        let existing = headers::cookie_value(req, self.csrf_cookie_name())
             .filter(|v| v.len() == 43)
             .map(str::to_owned);
         let return_to = req
@@ -262,7 +291,7 @@ impl Builtin {
             kind: kind.to_string(),
             user_id: user.map(|u| u.id.clone()),
             actor: None,
-            ip: caller.ip.clone(),
+            ip: caller.ip_text(),
             user_agent,
             detail,
         }
@@ -277,7 +306,6 @@ impl Builtin {
         user_agent: Option<String>,
     ) -> Result<User, GatewayError> {
         let store = self.store()?;
-        let ip = caller.ip.clone().unwrap_or_else(|| "unknown".to_string());
         let user = if creds.login.is_empty() || creds.password.is_empty() {
             None
         } else {
@@ -319,7 +347,7 @@ impl Builtin {
             let _ = store.record_event(&failure, now).await;
             if let Some(locked) =
                 self.lockout
-                    .failed(user.as_ref().map(|u| u.id.as_str()), &ip, now)
+                    .failed(user.as_ref().map(|u| u.id.as_str()), caller.ip, now)
                 && let Some(u) = &user
             {
                 if let Err(e) = store.set_locked_until(&u.id, Some(locked)).await {
@@ -349,8 +377,7 @@ impl Builtin {
     }
 
     fn rate_limit(&self, caller: &Caller) -> Result<(), GatewayError> {
-        let ip = caller.ip.as_deref().unwrap_or("unknown");
-        match self.lockout.admit(ip, self.sessions.now()) {
+        match self.lockout.admit(caller.ip, self.sessions.now()) {
             Admission::Allowed => Ok(()),
             Admission::Limited { retry_after } => {
                 self.count_attempt("rate_limited");
@@ -363,7 +390,8 @@ impl Builtin {
         self.rate_limit(&caller)?;
         let creds = self.read_credentials(session).await?;
         if creds.from_form {
-            let cookie = headers::cookie_value(session.req_header(), CSRF_COOKIE).unwrap_or("");
+            let cookie =
+                headers::cookie_value(session.req_header(), self.csrf_cookie_name()).unwrap_or("");
             let sent = creds.csrf.as_deref().unwrap_or("");
             if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), sent.as_bytes()) {
                 return Err(GatewayError::CsrfFailed);
@@ -394,7 +422,7 @@ impl Builtin {
         }
         let created = self
             .sessions
-            .create(&user, caller.ip.clone(), user_agent.clone())
+            .create(&user, caller.ip_text(), user_agent.clone())
             .await
             .map_err(|_| GatewayError::Unavailable("the user database"))?;
         let store = self.store()?;
@@ -439,26 +467,40 @@ impl Builtin {
                 .headers
                 .contains_key(header::TRANSFER_ENCODING);
         let user_agent = Self::user_agent(session);
-        let user = if has_body {
+        let (user, from_session) = if has_body {
             self.rate_limit(&caller)?;
             let creds = self.read_credentials(session).await?;
             if creds.from_form {
                 return Err(GatewayError::UnsupportedMediaType);
             }
-            self.check_credentials(&creds, &caller, user_agent.clone())
-                .await?
+            let user = self
+                .check_credentials(&creds, &caller, user_agent.clone())
+                .await?;
+            (user, None)
         } else {
+            // Renewal needs the session: a bearer token alone could otherwise renew itself
+            // forever, and a token must end with the session it came from.
+            if caller.via_bearer {
+                return Err(GatewayError::SessionRequired);
+            }
             let principal = caller
                 .principal
                 .as_ref()
                 .ok_or(GatewayError::Unauthenticated)?;
-            self.store()?
+            let from_session = caller
+                .session_token
+                .as_deref()
+                .and_then(|t| self.sessions.id_of(t))
+                .ok_or(GatewayError::Unauthenticated)?;
+            let user = self
+                .store()?
                 .user_by_id(&principal.user_id)
                 .await
                 .map_err(|_| GatewayError::Unavailable("the user database"))?
-                .ok_or(GatewayError::Unauthenticated)?
+                .ok_or(GatewayError::Unauthenticated)?;
+            (user, Some(from_session))
         };
-        let issued = self.tokens.issue(&user).map_err(|e| {
+        let issued = self.tokens.issue(&user, from_session).map_err(|e| {
             tracing::error!(error = %e, "could not sign a token");
             GatewayError::Internal
         })?;
@@ -492,7 +534,7 @@ impl Builtin {
                 let event = NewEvent {
                     kind: "logout".into(),
                     user_id: Some(p.user_id.clone()),
-                    ip: caller.ip.clone(),
+                    ip: caller.ip_text(),
                     ..NewEvent::default()
                 };
                 let _ = store.record_event(&event, self.sessions.now()).await;

@@ -125,10 +125,12 @@ fn decode(
         (need_w, need_h)
     };
     let jpeg = format == Some(ImageFormat::Jpeg);
-    let mut image = match jpeg
-        .then(|| decode_jpeg_scaled(bytes, need_w, need_h))
-        .flatten()
-    {
+    let scaled = if jpeg {
+        decode_jpeg_scaled(bytes, need_w, need_h)?
+    } else {
+        None
+    };
+    let mut image = match scaled {
         Some(image) => image,
         None => DynamicImage::from_decoder(decoder).map_err(limits_error(width, height, limits))?,
     };
@@ -137,12 +139,18 @@ fn decode(
 }
 
 /// A JPEG decoded by libjpeg-turbo at the smallest IDCT scale (1/8, 1/4, 1/2 or 1) that is
-/// still at least `w`×`h`; `None` when it cannot (e.g. CMYK), so that the general decoder takes
-/// over and reports what is wrong.
-fn decode_jpeg_scaled(bytes: &[u8], w: u32, h: u32) -> Option<DynamicImage> {
-    use turbojpeg::{Decompressor, Image, PixelFormat, ScalingFactor};
-    let mut decompressor = Decompressor::new().ok()?;
-    let header = decompressor.read_header(bytes).ok()?;
+/// still at least `w`×`h`; `None` for colour spaces it does not convert to RGB (CMYK, YCCK),
+/// which the general decoder takes. A truncated or corrupt stream is an error, never a
+/// half-grey picture: libjpeg-turbo reports warnings such as "premature end of data" as
+/// failures, as libvips' default `fail-on=warning` does.
+fn decode_jpeg_scaled(bytes: &[u8], w: u32, h: u32) -> Result<Option<DynamicImage>, ImageError> {
+    use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat, ScalingFactor};
+    let corrupt = |e: turbojpeg::Error| ImageError::Corrupt(e.to_string());
+    let mut decompressor = Decompressor::new().map_err(corrupt)?;
+    let header = decompressor.read_header(bytes).map_err(corrupt)?;
+    if matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK) {
+        return Ok(None);
+    }
     let factor = [
         ScalingFactor::ONE_EIGHTH,
         ScalingFactor::ONE_QUARTER,
@@ -154,7 +162,7 @@ fn decode_jpeg_scaled(bytes: &[u8], w: u32, h: u32) -> Option<DynamicImage> {
         scaled.width >= w as usize && scaled.height >= h as usize
     })
     .unwrap_or(ScalingFactor::ONE);
-    decompressor.set_scaling_factor(factor).ok()?;
+    decompressor.set_scaling_factor(factor).map_err(corrupt)?;
     let scaled = header.scaled(factor);
     let mut image = Image {
         pixels: vec![0u8; 3 * scaled.width * scaled.height],
@@ -163,13 +171,13 @@ fn decode_jpeg_scaled(bytes: &[u8], w: u32, h: u32) -> Option<DynamicImage> {
         height: scaled.height,
         format: PixelFormat::RGB,
     };
-    decompressor.decompress(bytes, image.as_deref_mut()).ok()?;
-    image::RgbImage::from_raw(
-        u32::try_from(scaled.width).ok()?,
-        u32::try_from(scaled.height).ok()?,
-        image.pixels,
-    )
-    .map(DynamicImage::ImageRgb8)
+    decompressor
+        .decompress(bytes, image.as_deref_mut())
+        .map_err(corrupt)?;
+    let size = |v: usize| u32::try_from(v).map_err(|_| ImageError::Corrupt("size".into()));
+    let rgb = image::RgbImage::from_raw(size(scaled.width)?, size(scaled.height)?, image.pixels)
+        .ok_or_else(|| ImageError::Corrupt("pixel buffer size".into()))?;
+    Ok(Some(DynamicImage::ImageRgb8(rgb)))
 }
 
 /// Where the resized image goes: its size, the canvas it is placed on (for `contain`), and

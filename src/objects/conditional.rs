@@ -143,10 +143,38 @@ pub fn ranges(
         }
     }
     if out.is_empty() {
-        RangeRequest::Unsatisfiable
-    } else {
-        RangeRequest::Partial(out)
+        return RangeRequest::Unsatisfiable;
     }
+    let out = coalesce(out);
+    let asked: u64 = out.iter().map(|(start, end)| end - start + 1).sum();
+    if out.len() > 1 && asked >= size {
+        // Multipart framing around nearly the whole object costs more than the object.
+        return RangeRequest::Full;
+    }
+    RangeRequest::Partial(out)
+}
+
+/// Overlapping and adjacent ranges merged (RFC 9110 §14.3 allows it), so that repeating a
+/// range can never multiply the response.
+fn coalesce(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    if ranges.len() < 2 {
+        return ranges;
+    }
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if start <= last.1.saturating_add(1) => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+}
+
+/// Whether `Range` asks for more than one range; such requests are not passed to S3, which
+/// answers them with the whole object at best.
+pub fn is_multi_range(range: &str) -> bool {
+    range.contains(',')
 }
 
 #[cfg(test)]
@@ -232,6 +260,33 @@ mod tests {
             RangeRequest::Partial(vec![(0, 1), (4, 5)])
         );
         assert_eq!(r("bytes=10-", 10), RangeRequest::Unsatisfiable);
+        assert_eq!(
+            r("bytes=0-3,2-5,6-6", 100),
+            RangeRequest::Partial(vec![(0, 6)]),
+            "overlapping and adjacent ranges merge"
+        );
+        assert_eq!(
+            r("bytes=50-59,0-9", 100),
+            RangeRequest::Partial(vec![(0, 9), (50, 59)])
+        );
+        let repeated = vec!["0-99"; 16].join(",");
+        assert_eq!(
+            r(&format!("bytes={repeated}"), 100),
+            RangeRequest::Partial(vec![(0, 99)]),
+            "a repeated range is sent once"
+        );
+        assert_eq!(
+            r("bytes=0-49,51-99", 100),
+            RangeRequest::Partial(vec![(0, 49), (51, 99)])
+        );
+        assert_eq!(
+            r("bytes=0-49,50-,0-1", 100),
+            RangeRequest::Partial(vec![(0, 99)])
+        );
+        assert_eq!(
+            r("bytes=0-60,40-99,-70", 100),
+            RangeRequest::Partial(vec![(0, 99)])
+        );
         assert_eq!(r("bytes=-0", 10), RangeRequest::Unsatisfiable);
         assert_eq!(r("bytes=0-0", 0), RangeRequest::Unsatisfiable);
         assert_eq!(r("bytes=5-2", 10), RangeRequest::Full);

@@ -41,25 +41,12 @@ impl FsStore {
 
     /// Opens `key` (validated by `key::decode_object_path` and the route's template) for reading.
     pub async fn open(&self, key: &str) -> Result<FsObject, FsError> {
-        let root = &self.root;
-        let candidate = root.join(key);
-        let resolved = match tokio::fs::canonicalize(&candidate).await {
-            Ok(path) => path,
-            Err(e) if is_missing(&e) => return Err(FsError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        if !resolved.starts_with(root) {
-            return Err(FsError::Escapes);
-        }
-        let mut file = match tokio::fs::File::open(&resolved).await {
-            Ok(file) => file,
-            Err(e) if is_missing(&e) => return Err(FsError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        let meta = file.metadata().await?;
-        if !meta.is_file() {
-            return Err(FsError::NotFound);
-        }
+        let root = self.root.clone();
+        let key = key.to_string();
+        let (file, meta, resolved) = tokio::task::spawn_blocking(move || open_beneath(&root, &key))
+            .await
+            .map_err(|e| FsError::Io(std::io::Error::other(e)))??;
+        let mut file = tokio::fs::File::from_std(file);
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let mtime = modified
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -82,6 +69,54 @@ impl FsStore {
             content_type,
         })
     }
+}
+
+/// Resolves `key` under `root` (symlinks inside the root are followed, one leading outside is
+/// refused), then opens what it resolved to component by component with `openat` and
+/// `O_NOFOLLOW`, so that a symlink swapped in after the check cannot redirect the open. Anything
+/// but a regular file (directory, FIFO, device, socket) is refused before a byte is read;
+/// `O_NONBLOCK` keeps a FIFO from blocking the open itself.
+fn open_beneath(
+    root: &Path,
+    key: &str,
+) -> Result<(std::fs::File, std::fs::Metadata, PathBuf), FsError> {
+    use rustix::fs::{Mode, OFlags};
+    let resolved = match std::fs::canonicalize(root.join(key)) {
+        Ok(path) => path,
+        Err(e) if is_missing(&e) => return Err(FsError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let relative = resolved.strip_prefix(root).map_err(|_| FsError::Escapes)?;
+    let components: Vec<_> = relative.components().collect();
+    if components.is_empty() {
+        return Err(FsError::NotFound);
+    }
+    let open_error = |e: rustix::io::Errno| match e {
+        rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR => FsError::NotFound,
+        rustix::io::Errno::LOOP => FsError::Escapes,
+        other => FsError::Io(other.into()),
+    };
+    let base = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let mut dir =
+        rustix::fs::open(root, base | OFlags::DIRECTORY, Mode::empty()).map_err(open_error)?;
+    let last = components.len() - 1;
+    for (i, component) in components.into_iter().enumerate() {
+        let std::path::Component::Normal(name) = component else {
+            return Err(FsError::Escapes);
+        };
+        let flags = if i == last {
+            base | OFlags::NONBLOCK
+        } else {
+            base | OFlags::DIRECTORY
+        };
+        dir = rustix::fs::openat(&dir, name, flags, Mode::empty()).map_err(open_error)?;
+    }
+    let file = std::fs::File::from(dir);
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(FsError::NotFound);
+    }
+    Ok((file, meta, resolved))
 }
 
 fn is_missing(e: &std::io::Error) -> bool {
@@ -180,5 +215,26 @@ mod tests {
             Err(FsError::NotFound)
         ));
         assert!(matches!(store.open("shared").await, Err(FsError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn only_regular_files_are_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let fifo = root.join("pipe");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let store = FsStore::new("t".into(), root.clone());
+        let opened = tokio::time::timeout(std::time::Duration::from_secs(5), store.open("pipe"))
+            .await
+            .expect("opening a FIFO does not block");
+        assert!(matches!(opened, Err(FsError::NotFound)));
     }
 }

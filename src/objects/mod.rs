@@ -2,6 +2,7 @@
 //! conditional requests and postern-signed links. The proxy decides when to use them.
 
 pub mod conditional;
+pub mod disposition;
 pub mod fs;
 pub mod key;
 pub mod links;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use crate::config::StoreSettings;
 use crate::metrics::Metrics;
 
+pub use disposition::InlineTypes;
 pub use fs::FsStore;
 pub use key::{KeyError, KeyTemplate, decode_object_path, encode_key};
 pub use links::LinkSigner;

@@ -19,6 +19,7 @@ use crate::config::{AssetRoute, DeniedAs};
 use crate::error::GatewayError;
 use crate::metrics::{Metrics, status_class};
 use crate::objects::conditional::{self, Conditions, Precondition, RangeRequest};
+use crate::objects::disposition::{self, InlineTypes, SANDBOX_POLICY};
 use crate::objects::fs::{FsError, FsObject};
 use crate::objects::{
     KeyError, KeyTemplate, LinkSigner, ObjectStore, ObjectStores, decode_object_path, encode_key,
@@ -60,6 +61,8 @@ pub struct AssetRequest {
     pub store: usize,
     pub key: String,
     pub cache_control: String,
+    /// Types shown inline; others are sent as attachments.
+    pub inline_types: Arc<InlineTypes>,
     pub head: bool,
     /// postern's own error body replacing what S3 sent.
     pub replacement: Option<Bytes>,
@@ -105,6 +108,22 @@ pub fn store_denied(denied_as: DeniedAs) -> GatewayError {
 
 fn io_error(e: std::io::Error) -> Box<pingora::Error> {
     pingora::Error::because(ErrorType::ReadError, "reading an object file", e)
+}
+
+/// Headers that keep an object from running as active content on the gateway's origin: the
+/// sandbox policy always, and `attachment` for a type that is not shown inline (replacing any
+/// disposition the store recorded).
+fn protect(
+    resp: &mut ResponseHeader,
+    asset: &AssetRequest,
+    content_type: &str,
+) -> pingora::Result<()> {
+    resp.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+    resp.insert_header(header::CONTENT_SECURITY_POLICY, SANDBOX_POLICY)?;
+    if let Some(value) = disposition::attachment(&asset.key, content_type, &asset.inline_types) {
+        resp.insert_header(header::CONTENT_DISPOSITION, value)?;
+    }
+    Ok(())
 }
 
 fn header_text<'a>(req: &'a RequestHeader, name: &header::HeaderName) -> Option<&'a str> {
@@ -291,7 +310,7 @@ impl Assets {
         )?;
         resp.insert_header(header::CACHE_CONTROL, asset.cache_control.as_str())?;
         resp.insert_header(header::ACCEPT_RANGES, "bytes")?;
-        resp.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+        protect(&mut resp, asset, &object.content_type)?;
         for (name, value) in extra_headers {
             resp.append_header(*name, value.as_str())?;
         }
@@ -449,7 +468,11 @@ impl Assets {
         req.insert_header(header::HOST, s3.authority())?;
         for name in &FORWARDED_TO_S3 {
             if let Some(value) = client.headers.get(name) {
-                req.insert_header(name.clone(), value.clone())?;
+                let multi_range = *name == header::RANGE
+                    && value.to_str().map_or(true, conditional::is_multi_range);
+                if !multi_range {
+                    req.insert_header(name.clone(), value.clone())?;
+                }
             }
         }
         let signed = s3
@@ -505,7 +528,12 @@ impl Assets {
                 }
             }
             out.insert_header(header::CACHE_CONTROL, asset.cache_control.as_str())?;
-            out.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+            let content_type = resp
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/octet-stream");
+            protect(&mut out, asset, content_type)?;
         }
         for (name, value) in extra_headers {
             out.append_header(*name, value.as_str())?;

@@ -14,42 +14,91 @@ const OWN_PREFIX: &[u8] = b"x-postern-";
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Compares header names treating `_` as `-` (names are already lower case in `http`).
+/// Compares header names treating `-` and `_` as the same character in either direction (CGI,
+/// WSGI, PHP and Rack map both to `_`); names are already lower case in `http`.
 fn same_spelling(candidate: &[u8], canonical: &[u8]) -> bool {
+    let fold = |b: u8| if b == b'_' { b'-' } else { b };
     candidate.len() == canonical.len()
         && candidate
             .iter()
             .zip(canonical)
-            .all(|(&a, &b)| a == b || (a == b'_' && b == b'-'))
+            .all(|(&a, &b)| fold(a) == fold(b))
 }
 
 fn starts_with_spelling(candidate: &[u8], prefix: &[u8]) -> bool {
     candidate.len() >= prefix.len() && same_spelling(&candidate[..prefix.len()], prefix)
 }
 
-/// Removes identity headers in any case and with `_` for `-`: the configured names and anything
-/// under `x-postern-`. Allocates only when such a header is present.
+/// Removes every header whose name satisfies `doomed`. Allocates only when one is present.
+fn remove_headers_where(req: &mut RequestHeader, doomed: impl Fn(&HeaderName) -> bool) {
+    if !req.headers.keys().any(&doomed) {
+        return;
+    }
+    let names: Vec<HeaderName> = req.headers.keys().filter(|n| doomed(n)).cloned().collect();
+    for name in names {
+        req.remove_header(&name);
+    }
+}
+
+/// Removes identity headers in any case and with `_` and `-` interchanged: the configured names
+/// and anything under `x-postern-`.
 pub fn strip_identity_headers(req: &mut RequestHeader, configured: &[HeaderName]) {
-    let is_identity = |name: &HeaderName| {
+    remove_headers_where(req, |name| {
         let n = name.as_str().as_bytes();
         starts_with_spelling(n, OWN_PREFIX)
             || configured
                 .iter()
                 .any(|c| same_spelling(n, c.as_str().as_bytes()))
-    };
-    if !req.headers.keys().any(is_identity) {
-        return;
-    }
-    let doomed: Vec<HeaderName> = req
-        .headers
-        .keys()
-        .filter(|n| is_identity(n))
-        .cloned()
-        .collect();
-    for name in doomed {
-        req.remove_header(&name);
-    }
+    });
+}
+
+/// Headers through which a client could claim another address, scheme, host or URL, or make
+/// the app act on another path or method than the one postern routed. From an untrusted peer
+/// they are all removed (postern then sets its own `X-Forwarded-*`, `Forwarded`, `X-Real-IP`).
+const CLIENT_CLAIMS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-original-forwarded-for",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-host",
+    "x-url-scheme",
+    "front-end-https",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Removes forwarding claims: all of them from an untrusted peer; from a trusted proxy only the
+/// spellings with `_`, which no proxy sends and which apps read as the `-` spelling.
+pub fn strip_client_claims(req: &mut RequestHeader, trusted: bool) {
+    remove_headers_where(req, |name| {
+        let n = name.as_str().as_bytes();
+        (!trusted || n.contains(&b'_'))
+            && CLIENT_CLAIMS
+                .iter()
+                .any(|claim| same_spelling(n, claim.as_bytes()))
+    });
 }
 
 const HOP_BY_HOP: [HeaderName; 5] = [
@@ -151,37 +200,50 @@ pub fn bearer_token(req: &RequestHeader) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The value of cookie `name` in the request's `Cookie` header(s).
-pub fn cookie_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+/// The `name=value` pairs of every `Cookie` header, as bytes: one cookie with a byte that is not
+/// ASCII must not hide the others.
+fn cookie_pairs(req: &RequestHeader) -> impl Iterator<Item = (&[u8], &[u8])> {
     req.headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .map(|pair| pair.trim_ascii())
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()),
+            None => (pair, &pair[pair.len()..]),
+        })
 }
 
-/// Removes cookie `name` from the request, keeping the others (the app never sees postern's
-/// session). Allocates only when the cookie is present.
-pub fn strip_cookie(req: &mut RequestHeader, name: &str) -> pingora::Result<()> {
-    if cookie_value(req, name).is_none() {
+/// The value of cookie `name` (the first one when it is sent twice), if it is text.
+pub fn cookie_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    cookie_pairs(req)
+        .find(|(k, _)| *k == name.as_bytes())
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+}
+
+/// Removes the cookies named in `names` from the request, byte for byte, keeping the others in
+/// one `Cookie` header. Allocates only when one of them is present.
+pub fn strip_cookies(req: &mut RequestHeader, names: &[&str]) -> pingora::Result<()> {
+    let owned = |k: &[u8]| names.iter().any(|n| n.as_bytes() == k);
+    if !cookie_pairs(req).any(|(k, _)| owned(k)) {
         return Ok(());
     }
-    let kept: Vec<String> = req
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
-        .map(str::to_owned)
-        .collect();
+    let mut kept: Vec<u8> = Vec::new();
+    for (k, v) in cookie_pairs(req).filter(|(k, _)| !owned(k)) {
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(k);
+        kept.push(b'=');
+        kept.extend_from_slice(v);
+    }
     req.remove_header(&header::COOKIE);
     if !kept.is_empty() {
-        req.insert_header(header::COOKIE, kept.join("; "))?;
+        let value = http::HeaderValue::from_bytes(&kept).map_err(|e| {
+            pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "cookie header", e)
+        })?;
+        req.insert_header(header::COOKIE, value)?;
     }
     Ok(())
 }
@@ -190,24 +252,77 @@ pub fn is_trusted(peer: Option<IpAddr>, trusted: &[IpNet]) -> bool {
     peer.is_some_and(|ip| trusted.iter().any(|net| net.contains(&ip)))
 }
 
-/// Sets `X-Forwarded-For/-Proto/-Host`. Client-sent values are kept (and extended) only when the
-/// direct peer is a trusted proxy; otherwise they are replaced.
-pub fn set_forwarded(
-    req: &mut RequestHeader,
+/// One `X-Forwarded-For` entry: an address, optionally with a port (`1.2.3.4:80`, `[::1]:80`).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok())
+        .map(|ip| ip.to_canonical())
+}
+
+/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the rightmost
+/// `X-Forwarded-For` hop that is not itself a trusted proxy (the leftmost when all are). Hops
+/// left of the first untrusted one are the client's own claims and are never believed.
+pub fn client_address(
+    req: &RequestHeader,
     peer: Option<IpAddr>,
-    trusted: bool,
-    scheme: &str,
-    host: Option<&str>,
-) -> pingora::Result<()> {
-    let peer_text = peer.map(|ip| ip.to_string());
-    let existing_for = req
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
+    let peer = peer?.to_canonical();
+    if !is_trusted(Some(peer), trusted) {
+        return Some(peer);
+    }
+    let mut client = peer;
+    let hops = req
         .headers
-        .get(&X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let forwarded_for = match (trusted, existing_for, peer_text) {
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .rev()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.rsplit(','));
+    for hop in hops {
+        let Some(ip) = parse_hop(hop) else { break };
+        client = ip;
+        if !is_trusted(Some(ip), trusted) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// The request as it reached postern, for the forwarding headers.
+pub struct ForwardedFor<'a> {
+    pub peer: Option<IpAddr>,
+    pub client: Option<IpAddr>,
+    pub trusted: bool,
+    pub scheme: &'a str,
+    pub host: Option<&'a str>,
+}
+
+/// An RFC 7239 node: IPv6 in brackets and quotes.
+fn forwarded_node(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    }
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host`, `Forwarded` and `X-Real-IP`. Client-sent values survive
+/// (extended with this hop) only when the direct peer is a trusted proxy; `strip_client_claims`
+/// has already removed them otherwise.
+pub fn set_forwarded(req: &mut RequestHeader, f: &ForwardedFor) -> pingora::Result<()> {
+    let text = |req: &RequestHeader, name: &str| {
+        req.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let peer_text = f.peer.map(|ip| ip.to_string());
+    let forwarded_for = match (f.trusted, text(req, "x-forwarded-for"), &peer_text) {
         (true, Some(chain), Some(ip)) => Some(format!("{chain}, {ip}")),
-        (_, _, Some(ip)) => Some(ip),
+        (_, _, Some(ip)) => Some(ip.clone()),
         (_, _, None) => None,
     };
     match forwarded_for {
@@ -216,18 +331,42 @@ pub fn set_forwarded(
             req.remove_header(&X_FORWARDED_FOR);
         }
     }
-    let keep = |name: &HeaderName, req: &RequestHeader| trusted && req.headers.contains_key(name);
+    let keep = |name: &HeaderName, req: &RequestHeader| f.trusted && req.headers.contains_key(name);
     if !keep(&X_FORWARDED_PROTO, req) {
-        req.insert_header(X_FORWARDED_PROTO, scheme)?;
+        req.insert_header(X_FORWARDED_PROTO, f.scheme)?;
     }
     if !keep(&X_FORWARDED_HOST, req) {
-        match host {
+        match f.host {
             Some(host) => req.insert_header(X_FORWARDED_HOST, host)?,
             None => {
                 req.remove_header(&X_FORWARDED_HOST);
             }
         }
     }
+    match f.client {
+        Some(client) => req.insert_header(X_REAL_IP, client.to_string())?,
+        None => {
+            req.remove_header(&X_REAL_IP);
+        }
+    }
+    let mut element = String::with_capacity(64);
+    if let Some(peer) = f.peer {
+        element.push_str("for=");
+        element.push_str(&forwarded_node(peer));
+        element.push(';');
+    }
+    element.push_str("proto=");
+    element.push_str(f.scheme);
+    if let Some(host) = f.host.filter(|h| !h.contains(['"', '\\'])) {
+        element.push_str(";host=\"");
+        element.push_str(host);
+        element.push('"');
+    }
+    let forwarded = match text(req, "forwarded").filter(|_| f.trusted) {
+        Some(chain) => format!("{chain}, {element}"),
+        None => element,
+    };
+    req.insert_header(header::FORWARDED, forwarded)?;
     Ok(())
 }
 
@@ -288,25 +427,88 @@ mod tests {
         assert_eq!(req.headers["te"], "trailers");
     }
 
+    fn forwarded(req: &mut RequestHeader, peer: &str, trusted: bool) {
+        let peer: IpAddr = peer.parse().unwrap();
+        let nets: Vec<IpNet> = if trusted {
+            vec!["10.0.0.0/8".parse().unwrap()]
+        } else {
+            Vec::new()
+        };
+        strip_client_claims(req, trusted);
+        let client = client_address(req, Some(peer), &nets);
+        let f = ForwardedFor {
+            peer: Some(peer),
+            client,
+            trusted,
+            scheme: "http",
+            host: Some("app.local"),
+        };
+        set_forwarded(req, &f).unwrap();
+    }
+
     #[test]
     fn forwarded_headers_from_untrusted_and_trusted_peers() {
-        let peer: IpAddr = "10.1.2.3".parse().unwrap();
         let sent = [
             ("X-Forwarded-For", "1.1.1.1"),
             ("X-Forwarded-Proto", "https"),
             ("X-Forwarded-Host", "evil.example"),
+            ("Forwarded", "for=1.1.1.1"),
+            ("X-Real-IP", "1.1.1.1"),
+            ("X_Forwarded_For", "6.6.6.6"),
+            ("X-Original-URL", "/admin"),
+            ("X-Forwarded-Prefix", "/admin"),
         ];
         let mut req = request(&sent);
-        set_forwarded(&mut req, Some(peer), false, "http", Some("app.local")).unwrap();
+        forwarded(&mut req, "10.1.2.3", false);
         assert_eq!(req.headers["x-forwarded-for"], "10.1.2.3");
         assert_eq!(req.headers["x-forwarded-proto"], "http");
         assert_eq!(req.headers["x-forwarded-host"], "app.local");
+        assert_eq!(req.headers["x-real-ip"], "10.1.2.3");
+        assert_eq!(
+            req.headers["forwarded"],
+            "for=10.1.2.3;proto=http;host=\"app.local\""
+        );
+        assert!(req.headers.get("x_forwarded_for").is_none());
+        assert!(req.headers.get("x-original-url").is_none());
+        assert!(req.headers.get("x-forwarded-prefix").is_none());
 
         let mut req = request(&sent);
-        set_forwarded(&mut req, Some(peer), true, "http", Some("app.local")).unwrap();
+        forwarded(&mut req, "10.1.2.3", true);
         assert_eq!(req.headers["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
         assert_eq!(req.headers["x-forwarded-proto"], "https");
         assert_eq!(req.headers["x-forwarded-host"], "evil.example");
+        assert_eq!(req.headers["x-real-ip"], "1.1.1.1");
+        assert!(req.headers.get("x_forwarded_for").is_none());
+        assert_eq!(req.headers["x-original-url"], "/admin");
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_hop() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer = Some("10.0.0.1".parse().unwrap());
+        let at = |xff: &[&str], peer: Option<IpAddr>| {
+            let headers: Vec<(&str, &str)> = xff.iter().map(|v| ("X-Forwarded-For", *v)).collect();
+            client_address(&request(&headers), peer, &nets).map(|ip| ip.to_string())
+        };
+        assert_eq!(at(&["6.6.6.6, 2.2.2.2"], peer).as_deref(), Some("2.2.2.2"));
+        assert_eq!(
+            at(&["6.6.6.6", "2.2.2.2, 10.0.0.9"], peer).as_deref(),
+            Some("2.2.2.2")
+        );
+        assert_eq!(
+            at(&["10.0.0.8, 10.0.0.9"], peer).as_deref(),
+            Some("10.0.0.8")
+        );
+        assert_eq!(
+            at(&["[2001:db8::1]:443"], peer).as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(at(&["junk"], peer).as_deref(), Some("10.0.0.1"));
+        assert_eq!(at(&[], peer).as_deref(), Some("10.0.0.1"));
+        let untrusted = Some("7.7.7.7".parse().unwrap());
+        assert_eq!(at(&["2.2.2.2"], untrusted).as_deref(), Some("7.7.7.7"));
+        let mapped = Some("::ffff:7.7.7.7".parse().unwrap());
+        assert_eq!(at(&[], mapped).as_deref(), Some("7.7.7.7"));
     }
 
     #[test]
@@ -317,11 +519,35 @@ mod tests {
         ]);
         assert_eq!(cookie_value(&req, "__Host-postern"), Some("tok"));
         assert_eq!(cookie_value(&req, "c"), Some("3"));
-        strip_cookie(&mut req, "__Host-postern").unwrap();
+        strip_cookies(&mut req, &["__Host-postern"]).unwrap();
         assert_eq!(req.headers["cookie"], "a=1; b=2; c=3");
         let mut only = request(&[("Cookie", "__Host-postern=tok")]);
-        strip_cookie(&mut only, "__Host-postern").unwrap();
+        strip_cookies(&mut only, &["__Host-postern"]).unwrap();
         assert!(only.headers.get("cookie").is_none());
+    }
+
+    #[test]
+    fn cookies_are_parsed_as_bytes() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        let raw =
+            http::HeaderValue::from_bytes(b"pref=caf\xe9; __Host-postern=tok; x=\xff1").unwrap();
+        req.append_header("cookie", raw).unwrap();
+        assert_eq!(cookie_value(&req, "__Host-postern"), Some("tok"));
+        strip_cookies(&mut req, &["__Host-postern", "postern_csrf"]).unwrap();
+        assert_eq!(req.headers["cookie"].as_bytes(), b"pref=caf\xe9; x=\xff1");
+    }
+
+    #[test]
+    fn identity_names_with_underscores_match_dashes_too() {
+        let custom = HeaderName::from_static("remote_user");
+        let mut req = request(&[
+            ("Remote-User", "root"),
+            ("REMOTE_USER", "root2"),
+            ("X-Keep", "1"),
+        ]);
+        strip_identity_headers(&mut req, &[custom]);
+        let names: Vec<_> = req.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-keep"]);
     }
 
     #[test]

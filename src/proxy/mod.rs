@@ -25,9 +25,10 @@ use crate::config::{AssetMode, AssetRoute, RouteTarget, Settings};
 use crate::error::GatewayError;
 use crate::handlers::{Builtin, Caller};
 use crate::metrics::{Metrics, NO_ROUTE};
+use crate::objects::InlineTypes;
 use crate::objects::ObjectStore;
 use crate::policy::{self, Decision, Principal};
-use crate::routing::{Match, Route, RouteTable, normalize_path};
+use crate::routing::{Match, PathError, Route, RouteTable, check_unambiguous, normalize_path};
 use crate::upstream::UpstreamPool;
 
 use assets::{AssetRequest, Assets};
@@ -46,12 +47,22 @@ pub struct Gateway {
     images: ImageServer,
     /// Identity headers (and the assertion header) removed from every client request.
     owned_headers: Vec<header::HeaderName>,
+    /// Cookies that are postern's alone: the session and the CSRF cookie.
+    owned_cookies: [String; 2],
+    /// For objects served outside an asset route (signed links).
+    default_inline_types: Arc<InlineTypes>,
 }
 
 /// What serves objects: asset routes and signed links, and image transforms.
 pub struct ObjectServing {
     pub assets: Assets,
     pub images: ImageServer,
+}
+
+/// How an object is sent: its caching and which types are shown inline.
+struct Presentation {
+    cache_control: String,
+    inline_types: Arc<InlineTypes>,
 }
 
 /// Per-request state carried across phases.
@@ -65,6 +76,10 @@ pub struct RequestCtx {
     /// The object an asset route or a signed link resolved to.
     asset: Option<AssetRequest>,
     principal: Option<Arc<Principal>>,
+    /// The client's address: the peer, or what trusted proxies say it is.
+    client: Option<IpAddr>,
+    /// The direct peer is one of `server.trusted_proxies`.
+    peer_trusted: bool,
     /// The request authenticated with a bearer token, which the app must not see.
     bearer_consumed: bool,
     /// CORS headers for the response to an allowed cross-origin request.
@@ -96,7 +111,13 @@ impl Gateway {
             .cloned()
             .collect();
         owned_headers.extend(settings.tokens.assertion_header.clone());
+        let owned_cookies = [
+            settings.sessions.cookie_name.clone(),
+            settings.sessions.csrf_cookie_name.clone(),
+        ];
         Self {
+            owned_cookies,
+            default_inline_types: Arc::new(InlineTypes::default()),
             settings,
             routes,
             pools,
@@ -149,21 +170,17 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<(), GatewayError> {
-        headers::strip_identity_headers(session.req_header_mut(), &self.owned_headers);
+        let peer = Self::peer_ip(session);
+        let trusted_proxies = &self.settings.server.trusted_proxies;
+        ctx.peer_trusted = headers::is_trusted(peer, trusted_proxies);
+        ctx.client = headers::client_address(session.req_header(), peer, trusted_proxies);
+        let req = session.req_header_mut();
+        headers::strip_identity_headers(req, &self.owned_headers);
+        headers::strip_client_claims(req, ctx.peer_trusted);
 
         let req = session.req_header();
         let raw_path = req.uri.path();
-        let path = normalize_path(raw_path).map_err(|e| match e {
-            crate::routing::PathError::DotSegment => {
-                GatewayError::BadPath("'.' and '..' segments are not allowed")
-            }
-            crate::routing::PathError::BadEncoding => {
-                GatewayError::BadPath("invalid percent-encoding or NUL byte")
-            }
-            crate::routing::PathError::NotAbsolute => {
-                GatewayError::BadPath("the path must start with '/'")
-            }
-        })?;
+        let path = normalize_path(raw_path).map_err(path_error)?;
         let host = headers::request_host(req);
         let route = match self.routes.find(host, &path, &req.method) {
             Match::Found(route) => route,
@@ -174,6 +191,9 @@ impl Gateway {
             Match::None => return Err(GatewayError::NoRoute),
         };
         ctx.route = Some(route.index);
+        if route.strict_paths {
+            check_unambiguous(&path).map_err(path_error)?;
+        }
 
         let declared = req
             .headers
@@ -206,12 +226,26 @@ impl Gateway {
 
     /// The principal behind a bearer token; a token that does not verify is an error.
     async fn authenticate_bearer(&self, token: &str) -> Result<Arc<Principal>, GatewayError> {
-        match self.tokens.verify(token).await {
-            Ok(principal) => Ok(principal),
-            Err(TokenError::Invalid) => Err(GatewayError::InvalidToken),
-            Err(TokenError::Unavailable) => Err(GatewayError::Unavailable("the user database")),
+        let verified = match self.tokens.verify(token).await {
+            Ok(verified) => verified,
+            Err(TokenError::Invalid) => return Err(GatewayError::InvalidToken),
+            Err(TokenError::Unavailable) => {
+                return Err(GatewayError::Unavailable("the user database"));
+            }
             Err(e) => {
                 tracing::error!(error = %e, "token check failed");
+                return Err(GatewayError::Unavailable("the user database"));
+            }
+        };
+        let Some(session) = &verified.session else {
+            return Ok(verified.principal);
+        };
+        match self.sessions.is_live(session).await {
+            Ok(true) => Ok(verified.principal),
+            Ok(false) => Err(GatewayError::InvalidToken),
+            Err(SessionError::Unavailable) => Err(GatewayError::Unavailable("the user database")),
+            Err(SessionError::Store(e)) => {
+                tracing::error!(error = %e, "session lookup for a token failed");
                 Err(GatewayError::Unavailable("the user database"))
             }
         }
@@ -413,8 +447,11 @@ impl Gateway {
                 }
             }
         }
-        let cache_control = asset_route.cache_control.clone();
-        self.serve_object(session, ctx, asset_route.store, key, cache_control)
+        let presentation = Presentation {
+            cache_control: asset_route.cache_control.clone(),
+            inline_types: asset_route.inline_types.clone(),
+        };
+        self.serve_object(session, ctx, asset_route.store, key, presentation)
             .await
     }
 
@@ -475,12 +512,13 @@ impl Gateway {
         ctx: &mut RequestCtx,
         store: usize,
         key: String,
-        cache_control: String,
+        presentation: Presentation,
     ) -> pingora::Result<bool> {
         let mut asset = AssetRequest {
             store,
             key,
-            cache_control,
+            cache_control: presentation.cache_control,
+            inline_types: presentation.inline_types,
             head: session.req_header().method == http::Method::HEAD,
             replacement: None,
             error_sample: Vec::new(),
@@ -532,7 +570,11 @@ impl Gateway {
             .verify_signed(&req.method, rest, req.uri.query())
         {
             Ok((store, key)) => {
-                self.serve_object(session, ctx, store, key, "private".to_string())
+                let presentation = Presentation {
+                    cache_control: "private".to_string(),
+                    inline_types: self.default_inline_types.clone(),
+                };
+                self.serve_object(session, ctx, store, key, presentation)
                     .await
             }
             Err(err) => self.answer(session, ctx, err).await,
@@ -559,15 +601,19 @@ impl Gateway {
                 message: "send the asset's path, e.g. ?path=/assets/a.jpg".into(),
             })?;
         let raw_path = path.split(['?', '#']).next().unwrap_or("");
-        let normalized = normalize_path(raw_path).map_err(|_| GatewayError::Validation {
+        let invalid = |_| GatewayError::Validation {
             field: "path",
             message: "not a valid absolute path".into(),
-        })?;
+        };
+        let normalized = normalize_path(raw_path).map_err(invalid)?;
         let host = headers::request_host(req);
         let route = match self.routes.find(host, &normalized, &http::Method::GET) {
             Match::Found(route) => route,
             _ => return Err(GatewayError::ObjectNotFound),
         };
+        if route.strict_paths {
+            check_unambiguous(&normalized).map_err(invalid)?;
+        }
         let RouteTarget::Assets(asset_route) = &route.target else {
             return Err(GatewayError::Validation {
                 field: "path",
@@ -628,6 +674,15 @@ fn upstream_error_kind(etype: &ErrorType) -> &'static str {
     }
 }
 
+fn path_error(e: PathError) -> GatewayError {
+    match e {
+        PathError::DotSegment => GatewayError::BadPath("'.' and '..' segments are not allowed"),
+        PathError::BadEncoding => GatewayError::BadPath("invalid percent-encoding or NUL byte"),
+        PathError::NotAbsolute => GatewayError::BadPath("the path must start with '/'"),
+        PathError::Ambiguous(what) => GatewayError::AmbiguousPath(what),
+    }
+}
+
 /// What a failed proxy attempt means for the client.
 fn gateway_error_for(e: &pingora::Error) -> Option<GatewayError> {
     use pingora::ErrorSource;
@@ -673,6 +728,8 @@ impl ProxyHttp for Gateway {
             rest: None,
             asset: None,
             principal: None,
+            client: None,
+            peer_trusted: false,
             bearer_consumed: false,
             cors_headers: Vec::new(),
             body: BodyLimit::new(self.settings.server.max_body_size),
@@ -748,7 +805,9 @@ impl ProxyHttp for Gateway {
                 let caller = Caller {
                     principal,
                     session_token: token,
-                    ip: Self::peer_ip(session).map(|ip| ip.to_string()),
+                    via_bearer: ctx.bearer_consumed,
+                    ip: ctx.client,
+                    origin_allowed: !ctx.cors_headers.is_empty(),
                 };
                 return match builtin.handle(session, &rest, caller).await {
                     Ok(()) => Ok(true),
@@ -773,12 +832,15 @@ impl ProxyHttp for Gateway {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        // After a protocol upgrade (WebSocket) the "body" is the connection's traffic, which the
+        // request body limit does not apply to.
         if let Some(chunk) = body
+            && !session.was_upgraded()
             && let Err(err) = ctx.body.admit(chunk.len())
         {
             ctx.failure = Some(err);
@@ -868,16 +930,22 @@ impl ProxyHttp for Gateway {
         }
         headers::strip_hop_by_hop_request(upstream_request, session.is_upgrade_req());
 
-        let peer = Self::peer_ip(session);
-        let trusted = headers::is_trusted(peer, &self.settings.server.trusted_proxies);
         let host = session
             .req_header()
             .headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .map(str::to_owned);
-        headers::set_forwarded(upstream_request, peer, trusted, "http", host.as_deref())?;
-        headers::strip_cookie(upstream_request, &self.sessions.settings().cookie_name)?;
+        let forwarded = headers::ForwardedFor {
+            peer: Self::peer_ip(session),
+            client: ctx.client,
+            trusted: ctx.peer_trusted,
+            scheme: "http",
+            host: host.as_deref(),
+        };
+        headers::set_forwarded(upstream_request, &forwarded)?;
+        let [session_cookie, csrf_cookie] = &self.owned_cookies;
+        headers::strip_cookies(upstream_request, &[session_cookie, csrf_cookie])?;
         if ctx.bearer_consumed {
             upstream_request.remove_header(&header::AUTHORIZATION);
         }
@@ -1014,7 +1082,7 @@ impl ProxyHttp for Gateway {
                 path = %req.uri.path(),
                 status,
                 route,
-                client = %Self::peer_ip(session).map(|ip| ip.to_string()).unwrap_or_default(),
+                client = %ctx.client.map(|ip| ip.to_string()).unwrap_or_default(),
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 error = e.map(|e| e.etype().as_str()),
                 "request"

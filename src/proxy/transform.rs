@@ -2,6 +2,7 @@
 //! (`304` or the cached bytes) without touching the store; otherwise the source is fetched,
 //! rendered on the image pool (or found in the cache by its ETag) and cached.
 
+use crate::objects::disposition::SANDBOX_POLICY;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -210,6 +211,7 @@ impl ImageServer {
         resp.insert_header(header::CACHE_CONTROL, req.cache_control)?;
         resp.insert_header(header::VARY, "Accept")?;
         resp.insert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")?;
+        resp.insert_header(header::CONTENT_SECURITY_POLICY, SANDBOX_POLICY)?;
         if let (Some(body), Some(content_type)) = (&body, content_type) {
             resp.insert_header(header::CONTENT_TYPE, content_type)?;
             resp.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;

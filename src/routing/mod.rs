@@ -6,7 +6,7 @@ use http::Method;
 
 use crate::config::{HostPattern, RouteSettings};
 
-pub use path::{PathError, normalize_path};
+pub use path::{PathError, check_unambiguous, normalize_path};
 
 /// A route of the table: its settings (through `Deref`) and its position.
 #[derive(Debug)]
@@ -35,12 +35,20 @@ impl Route {
     }
 
     fn matches_path(&self, path: &str) -> bool {
-        let prefix = self.path.as_str();
-        if let Some(base) = prefix.strip_suffix('/') {
-            path.starts_with(prefix) || path == base
+        let prefix = self.path.as_bytes();
+        let path = path.as_bytes();
+        let same = |a: &[u8], b: &[u8]| {
+            if self.case_insensitive {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        let starts_with = |p: &[u8]| path.len() >= p.len() && same(&path[..p.len()], p);
+        if let Some(base) = prefix.strip_suffix(b"/") {
+            starts_with(prefix) || same(path, base)
         } else {
-            path.strip_prefix(prefix)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            starts_with(prefix) && matches!(path.get(prefix.len()), None | Some(b'/'))
         }
     }
 
@@ -88,24 +96,21 @@ impl RouteTable {
         &self.routes
     }
 
-    /// First route whose host, path and method match. `host` may carry a port; it is ignored.
+    /// The first route whose host and path match decides: a method it does not allow is
+    /// `MethodNotAllowed` there, never a fall-through to a later (weaker) route. `host` may carry
+    /// a port; it is ignored.
     pub fn find(&self, host: Option<&str>, path: &str, method: &Method) -> Match<'_> {
         let host = host.map(host_without_port).unwrap_or("");
-        let mut method_mismatch = None;
-        for route in &self.routes {
-            if !route.matches_host(host) || !route.matches_path(path) {
-                continue;
-            }
-            match &route.methods {
-                Some(methods) if !methods.contains(method) => {
-                    method_mismatch.get_or_insert(route);
-                }
-                _ => return Match::Found(route),
-            }
-        }
-        match method_mismatch {
-            Some(route) => Match::MethodNotAllowed(route),
-            None => Match::None,
+        let Some(route) = self
+            .routes
+            .iter()
+            .find(|r| r.matches_host(host) && r.matches_path(path))
+        else {
+            return Match::None;
+        };
+        match &route.methods {
+            Some(methods) if !methods.contains(method) => Match::MethodNotAllowed(route),
+            _ => Match::Found(route),
         }
     }
 }
@@ -196,6 +201,53 @@ mod tests {
         assert_eq!(name(t.find(Some("example.com"), "/", &get)), "none");
         assert_eq!(name(t.find(Some("badexample.com"), "/", &get)), "none");
         assert_eq!(name(t.find(None, "/", &get)), "none");
+    }
+
+    #[test]
+    fn a_disallowed_method_never_falls_through() {
+        let t = table(
+            r#"
+            [[routes]]
+            name = "read"
+            path = "/docs/"
+            methods = ["GET"]
+            upstream = "a"
+            [[routes]]
+            name = "all"
+            path = "/"
+            upstream = "b"
+            "#,
+        );
+        assert_eq!(name(t.find(None, "/docs/x", &Method::GET)), "read");
+        assert_eq!(name(t.find(None, "/docs/x", &Method::POST)), "405");
+        assert_eq!(name(t.find(None, "/other", &Method::POST)), "all");
+    }
+
+    #[test]
+    fn case_insensitive_routes_match_any_letter_case() {
+        let t = table(
+            r#"
+            [[routes]]
+            name = "admin"
+            path = "/admin/"
+            case_insensitive = true
+            upstream = "a"
+            [[routes]]
+            name = "api"
+            path = "/api"
+            upstream = "a"
+            [[routes]]
+            name = "all"
+            path = "/"
+            upstream = "b"
+            "#,
+        );
+        let get = Method::GET;
+        assert_eq!(name(t.find(None, "/ADMIN/x", &get)), "admin");
+        assert_eq!(name(t.find(None, "/Admin", &get)), "admin");
+        assert_eq!(name(t.find(None, "/adminx", &get)), "all");
+        assert_eq!(name(t.find(None, "/API", &get)), "all");
+        assert_eq!(t.routes()[0].strip_prefix("/ADMIN/x"), "/x");
     }
 
     #[test]

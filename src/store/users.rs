@@ -189,6 +189,18 @@ impl Store {
             Some(_) => return Err(StoreError::Conflict("email")),
             None => {}
         }
+        let retired: Option<String> =
+            sqlx::query_scalar("SELECT username FROM retired_usernames WHERE username = lower($1)")
+                .bind(&new.username)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if retired.is_some() {
+            return Err(StoreError::InUse(format!(
+                "username {:?} belonged to a deleted account and is not given out again \
+                 (objects keyed by the username would pass to the new account)",
+                new.username
+            )));
+        }
         sqlx::query(
             "INSERT INTO users (id, username, email, given_name, surname, status, password_hash, \
              password_changed_at, created_at, updated_at) \
@@ -466,8 +478,18 @@ impl Store {
         self.require_one(done.rows_affected())
     }
 
-    pub async fn delete_user(&self, user_id: &str) -> Result<(), StoreError> {
+    /// Deletes a user; the username is retired for good.
+    pub async fn delete_user(&self, user_id: &str, now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO retired_usernames (username, retired_at) \
+             SELECT lower(username), $2 FROM users WHERE id = $1 \
+             ON CONFLICT (username) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *tx)
