@@ -45,7 +45,8 @@ impl Api<'_> {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut r = client()
             .request(method, self.p.url(&format!("/_postern/admin{path}")))
-            .header("Cookie", &self.cookie);
+            .header("Cookie", &self.cookie)
+            .header("Content-Type", "application/json");
         if let Some(body) = body {
             r = r.json(&body);
         }

@@ -302,6 +302,7 @@ async fn logout_and_revocation_end_sessions_at_once() {
     let r = client()
         .post(p.url("/_postern/logout"))
         .header("Cookie", format!("{COOKIE}={token}"))
+        .header("Content-Type", "application/json")
         .send()
         .await
         .unwrap();
@@ -403,7 +404,7 @@ async fn the_html_form_logs_in_with_csrf_and_returns_safely() {
     let csrf_cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(csrf_cookie.contains("SameSite=Strict") && csrf_cookie.contains("HttpOnly"));
     let csrf = csrf_cookie
-        .strip_prefix("postern_csrf=")
+        .strip_prefix("__Host-postern_csrf=")
         .and_then(|r| r.split(';').next())
         .unwrap()
         .to_string();
@@ -414,7 +415,7 @@ async fn the_html_form_logs_in_with_csrf_and_returns_safely() {
     let post = |token: &str, return_to: &str| {
         c.post(p.url("/_postern/login"))
             .header("Accept", "text/html")
-            .header("Cookie", format!("postern_csrf={csrf}"))
+            .header("Cookie", format!("__Host-postern_csrf={csrf}"))
             .form(&[
                 ("username", "fred"),
                 ("password", "freds password"),
@@ -451,7 +452,7 @@ async fn the_html_form_logs_in_with_csrf_and_returns_safely() {
     let r = c
         .post(p.url("/_postern/login"))
         .header("Accept", "text/html")
-        .header("Cookie", format!("postern_csrf={csrf}"))
+        .header("Cookie", format!("__Host-postern_csrf={csrf}"))
         .form(&[
             ("username", "fred"),
             ("password", "nope"),
@@ -644,6 +645,7 @@ async fn session_checks_are_served_from_the_cache() {
     let r = client()
         .post(p.url("/_postern/logout"))
         .header("Cookie", format!("{COOKIE}={token}"))
+        .header("Content-Type", "application/json")
         .send()
         .await
         .unwrap();

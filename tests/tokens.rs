@@ -15,6 +15,7 @@ use postern::auth::{Clock, ManualClock};
 use serde_json::{Value, json};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
+const ASSERTION_SECRET: &str = "the-apps-assertion-key-0123456789abcdef";
 
 fn config(tokens: &str) -> String {
     format!(
@@ -52,7 +53,7 @@ upstream = "app"
 
 fn hs256() -> String {
     format!(
-        "algorithm = \"HS256\"\nsecret = \"{SECRET}\"\nassertion_header = \"X-Postern-Assertion\""
+        "algorithm = \"HS256\"\nsecret = \"{SECRET}\"\nassertion_header = \"X-Postern-Assertion\"\nassertion_secret = \"{ASSERTION_SECRET}\""
     )
 }
 
@@ -87,13 +88,12 @@ fn claims(user_id: &str, now: i64) -> Value {
     })
 }
 
+/// Signs `claims` as an access token (`typ: at+jwt`, `kid: access`) with an HS256 `secret`.
 fn sign_hs(claims: &Value, secret: &[u8]) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .unwrap()
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some("access".into());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_secret(secret)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -126,11 +126,14 @@ async fn tokens_are_issued_and_accepted_instead_of_a_cookie() {
 
     let assertion = echoed_header(&echo, "x-postern-assertion")[0].to_string();
     let mut v = Validation::new(Algorithm::HS256);
-    v.set_audience(&["admin"]);
-    let asserted =
-        jsonwebtoken::decode::<Value>(&assertion, &DecodingKey::from_secret(SECRET.as_bytes()), &v)
-            .expect("the assertion verifies with the configured key, audience = route name")
-            .claims;
+    v.set_audience(&["route:admin"]);
+    let asserted = jsonwebtoken::decode::<Value>(
+        &assertion,
+        &DecodingKey::from_secret(ASSERTION_SECRET.as_bytes()),
+        &v,
+    )
+    .expect("the assertion verifies with the assertion key, audience = route:NAME")
+    .claims;
     assert_eq!(asserted["sub"], kim.id);
     assert!(asserted["exp"].as_i64().unwrap() - asserted["iat"].as_i64().unwrap() <= 60);
 
@@ -158,6 +161,7 @@ async fn tokens_are_issued_and_accepted_instead_of_a_cookie() {
     let r = client()
         .post(p.url("/_postern/token"))
         .header("Cookie", cookie)
+        .header("Content-Type", "application/json")
         .send()
         .await
         .unwrap();

@@ -1155,6 +1155,7 @@ fn route_settings(
             forbid("link_ttl", r.link_ttl.is_some());
             forbid("cache_control", r.cache_control.is_some());
             forbid("inline_types", r.inline_types.is_some());
+            forbid("strict_paths", r.strict_paths.is_some());
             if r.access.is_some() {
                 c.report(
                     at("access"),
@@ -1166,6 +1167,7 @@ fn route_settings(
         "assets" => {
             forbid("upstream", r.upstream.is_some());
             forbid("strip_prefix", r.strip_prefix.is_some());
+            forbid("strict_paths", r.strict_paths.is_some());
             let store = match &r.store {
                 None => {
                     c.report(at("store"), "required for kind \"assets\"");
