@@ -145,13 +145,9 @@ pub fn ranges(
     if out.is_empty() {
         return RangeRequest::Unsatisfiable;
     }
-    let out = coalesce(out);
-    let asked: u64 = out.iter().map(|(start, end)| end - start + 1).sum();
-    if out.len() > 1 && asked >= size {
-        // Multipart framing around nearly the whole object costs more than the object.
-        return RangeRequest::Full;
-    }
-    RangeRequest::Partial(out)
+    // Merged, the parts never overlap: the answer is at most the object plus the framing of
+    // `MAX_RANGES` parts.
+    RangeRequest::Partial(coalesce(out))
 }
 
 /// Overlapping and adjacent ranges merged (RFC 9110 §14.3 allows it), so that repeating a

@@ -81,6 +81,10 @@ impl InlineTypes {
 
     /// Whether `content_type` (parameters allowed) may be shown inline.
     pub fn allows(&self, content_type: &str) -> bool {
+        if content_type.contains(',') {
+            // Several types in one header: browsers may act on any of them.
+            return false;
+        }
         let essence = content_type
             .split(';')
             .next()
@@ -137,6 +141,7 @@ mod tests {
             "application/octet-stream",
             "",
             "garbage",
+            "video/mp4,text/html",
         ] {
             assert!(!inline.allows(t), "{t}");
         }

@@ -55,21 +55,11 @@ pub fn strip_identity_headers(req: &mut RequestHeader, configured: &[HeaderName]
 }
 
 /// Headers through which a client could claim another address, scheme, host or URL, or make
-/// the app act on another path or method than the one postern routed. From an untrusted peer
-/// they are all removed (postern then sets its own `X-Forwarded-*`, `Forwarded`, `X-Real-IP`).
+/// the app act on another path or method than the one postern routed: these names and anything
+/// starting with one of `CLAIM_PREFIXES`, in any spelling.
 const CLIENT_CLAIMS: &[&str] = &[
     "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-    "x-forwarded-scheme",
-    "x-forwarded-ssl",
-    "x-forwarded-uri",
-    "x-forwarded-path",
-    "x-original-forwarded-for",
+    "forwarded-for",
     "x-real-ip",
     "x-client-ip",
     "client-ip",
@@ -77,10 +67,10 @@ const CLIENT_CLAIMS: &[&str] = &[
     "cf-connecting-ip",
     "fastly-client-ip",
     "x-cluster-client-ip",
-    "x-original-url",
-    "x-original-uri",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
     "x-rewrite-url",
-    "x-original-host",
     "x-host",
     "x-url-scheme",
     "front-end-https",
@@ -88,17 +78,46 @@ const CLIENT_CLAIMS: &[&str] = &[
     "x-http-method",
     "x-method-override",
 ];
+const CLAIM_PREFIXES: &[&str] = &["x-forwarded", "x-original", "x-envoy-"];
 
-/// Removes forwarding claims: all of them from an untrusted peer; from a trusted proxy only the
-/// spellings with `_`, which no proxy sends and which apps read as the `-` spelling.
+/// What a trusted proxy may tell the app (spelled exactly so): the client chain, scheme, host and
+/// port. URL rewrites and method overrides are never believed, from anyone: a load balancer
+/// passes them through from its own clients.
+const FROM_TRUSTED_PROXIES: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+];
+
+fn is_client_claim(name: &[u8]) -> bool {
+    CLIENT_CLAIMS
+        .iter()
+        .any(|claim| same_spelling(name, claim.as_bytes()))
+        || CLAIM_PREFIXES
+            .iter()
+            .any(|prefix| starts_with_spelling(name, prefix.as_bytes()))
+}
+
+/// Removes forwarding claims: all of them from an untrusted peer; from a trusted proxy all but
+/// the address, scheme, host and port headers in their usual spelling.
 pub fn strip_client_claims(req: &mut RequestHeader, trusted: bool) {
     remove_headers_where(req, |name| {
         let n = name.as_str().as_bytes();
-        (!trusted || n.contains(&b'_'))
-            && CLIENT_CLAIMS
-                .iter()
-                .any(|claim| same_spelling(n, claim.as_bytes()))
+        is_client_claim(n) && !(trusted && FROM_TRUSTED_PROXIES.iter().any(|k| k.as_bytes() == n))
     });
+}
+
+/// Whether the request asks for a WebSocket upgrade: the only protocol switch passed to the app
+/// (an `h2c` upgrade would let a client talk HTTP/2 to the app past every rule).
+pub fn is_websocket_upgrade(req: &RequestHeader) -> bool {
+    req.headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
 }
 
 const HOP_BY_HOP: [HeaderName; 5] = [
@@ -301,6 +320,17 @@ pub struct ForwardedFor<'a> {
     pub host: Option<&'a str>,
 }
 
+/// Every value of a list header, joined: a proxy may have added its own header line.
+fn joined(req: &RequestHeader, name: &HeaderName) -> Option<String> {
+    let values: Vec<&str> = req
+        .headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
 /// An RFC 7239 node: IPv6 in brackets and quotes.
 fn forwarded_node(ip: IpAddr) -> String {
     match ip {
@@ -313,14 +343,8 @@ fn forwarded_node(ip: IpAddr) -> String {
 /// (extended with this hop) only when the direct peer is a trusted proxy; `strip_client_claims`
 /// has already removed them otherwise.
 pub fn set_forwarded(req: &mut RequestHeader, f: &ForwardedFor) -> pingora::Result<()> {
-    let text = |req: &RequestHeader, name: &str| {
-        req.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let peer_text = f.peer.map(|ip| ip.to_string());
-    let forwarded_for = match (f.trusted, text(req, "x-forwarded-for"), &peer_text) {
+    let peer_text = f.peer.map(|ip| ip.to_canonical().to_string());
+    let forwarded_for = match (f.trusted, joined(req, &X_FORWARDED_FOR), &peer_text) {
         (true, Some(chain), Some(ip)) => Some(format!("{chain}, {ip}")),
         (_, _, Some(ip)) => Some(ip.clone()),
         (_, _, None) => None,
@@ -352,7 +376,7 @@ pub fn set_forwarded(req: &mut RequestHeader, f: &ForwardedFor) -> pingora::Resu
     let mut element = String::with_capacity(64);
     if let Some(peer) = f.peer {
         element.push_str("for=");
-        element.push_str(&forwarded_node(peer));
+        element.push_str(&forwarded_node(peer.to_canonical()));
         element.push(';');
     }
     element.push_str("proto=");
@@ -362,7 +386,7 @@ pub fn set_forwarded(req: &mut RequestHeader, f: &ForwardedFor) -> pingora::Resu
         element.push_str(host);
         element.push('"');
     }
-    let forwarded = match text(req, "forwarded").filter(|_| f.trusted) {
+    let forwarded = match joined(req, &header::FORWARDED).filter(|_| f.trusted) {
         Some(chain) => format!("{chain}, {element}"),
         None => element,
     };
@@ -479,7 +503,11 @@ mod tests {
         assert_eq!(req.headers["x-forwarded-host"], "evil.example");
         assert_eq!(req.headers["x-real-ip"], "1.1.1.1");
         assert!(req.headers.get("x_forwarded_for").is_none());
-        assert_eq!(req.headers["x-original-url"], "/admin");
+        assert!(
+            req.headers.get("x-original-url").is_none(),
+            "URL rewrites are never believed"
+        );
+        assert!(req.headers.get("x-forwarded-prefix").is_none());
     }
 
     #[test]

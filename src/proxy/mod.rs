@@ -170,7 +170,7 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<(), GatewayError> {
-        let peer = Self::peer_ip(session);
+        let peer = Self::peer_ip(session).map(|ip| ip.to_canonical());
         let trusted_proxies = &self.settings.server.trusted_proxies;
         ctx.peer_trusted = headers::is_trusted(peer, trusted_proxies);
         ctx.client = headers::client_address(session.req_header(), peer, trusted_proxies);
@@ -179,11 +179,27 @@ impl Gateway {
         headers::strip_client_claims(req, ctx.peer_trusted);
 
         let req = session.req_header();
+        if !req.raw_path_is_utf8() {
+            // The URI then holds a lossy copy while the raw bytes would go upstream unchecked.
+            return Err(GatewayError::BadPath(
+                "the request target is not valid UTF-8",
+            ));
+        }
         let raw_path = req.uri.path();
         let path = normalize_path(raw_path).map_err(path_error)?;
         let host = headers::request_host(req);
         let route = match self.routes.find(host, &path, &req.method) {
             Match::Found(route) => route,
+            // A CORS preflight is answered by the route's CORS rule, whatever its methods.
+            Match::MethodNotAllowed(route)
+                if route.cors.is_some()
+                    && req.method == http::Method::OPTIONS
+                    && req
+                        .headers
+                        .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) =>
+            {
+                route
+            }
             Match::MethodNotAllowed(route) => {
                 ctx.route = Some(route.index);
                 return Err(GatewayError::MethodNotAllowed);
@@ -926,7 +942,9 @@ impl ProxyHttp for Gateway {
             })?;
             upstream_request.set_uri(uri);
         }
-        headers::strip_hop_by_hop_request(upstream_request, session.is_upgrade_req());
+        let websocket =
+            session.is_upgrade_req() && headers::is_websocket_upgrade(session.req_header());
+        headers::strip_hop_by_hop_request(upstream_request, websocket);
 
         let host = session
             .req_header()
