@@ -156,6 +156,20 @@ impl Gateway {
         std::fs::write(path, body).unwrap();
     }
 
+    /// An access token from `/token` for these credentials.
+    async fn token(&self, user: &str, password: &str) -> String {
+        let body: Value = client()
+            .post(self.p.url("/_postern/token"))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
     /// Logs in and returns the session cookie as `name=value`.
     async fn login(&self, user: &str, password: &str) -> String {
         self.p.login_cookie(user, password).await
@@ -186,16 +200,7 @@ fn raw(p: &Postern, request: &str) -> (u16, String) {
 async fn identity_assertions_are_not_access_tokens() {
     let g = start("").await;
     let kim = g.p.add_user("kim", "kims password", &["admin"]).await;
-    let token: Value = client()
-        .post(g.p.url("/_postern/token"))
-        .json(&json!({"username": "kim", "password": "kims password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_string();
+    let token = g.token("kim", "kims password").await;
     let header = jsonwebtoken::decode_header(&token).unwrap();
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
     assert_eq!(header.kid.as_deref(), Some("access"));
@@ -685,18 +690,10 @@ async fn cross_site_writes_with_the_admins_cookie_are_refused() {
     assert_eq!(logout(Some(&csrf_value)).await.unwrap().status(), 204);
 
     // Bearer-authenticated calls are not affected.
-    let token: Value = client()
-        .post(g.p.url("/_postern/token"))
-        .json(&json!({"username": "root", "password": "roots password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = g.token("root", "roots password").await;
     let r = client()
         .post(g.p.url("/_postern/admin/roles"))
-        .bearer_auth(token["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .header("Origin", "https://tooling.example")
         .json(&json!({"name": "auditor"}))
         .send()
