@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     self,
-    users::{RoleCommand, UserCommand},
+    users::{MailCommand, RoleCommand, UserCommand},
 };
 use crate::server::ServeOptions;
 
@@ -43,6 +43,9 @@ pub enum Command {
     /// Manage roles.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// The outgoing mail queue.
+    #[command(subcommand)]
+    Mail(MailCommand),
     /// Show the audit trail, newest first.
     Events {
         /// Username or email.
@@ -71,6 +74,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Migrate => commands::users::migrate(config),
         Command::User(command) => commands::users::run(config, command),
         Command::Role(command) => commands::users::run_role(config, command),
+        Command::Mail(command) => commands::users::run_mail(config, command),
         Command::Events {
             user,
             kind,

@@ -92,6 +92,20 @@ pub enum GatewayError {
     ImageTooLarge(String),
     #[error("the image workers are busy; try again shortly")]
     ImageBusy,
+    #[error("{rule}: {message}")]
+    PasswordPolicy { rule: &'static str, message: String },
+    #[error("the link is not valid (already used, replaced by a newer one, or mistyped)")]
+    AccountTokenInvalid,
+    #[error("the link has expired; ask for a new one")]
+    AccountTokenExpired,
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error("your password has expired: change it at {0}")]
+    PasswordExpired(String),
+    #[error("self-registration is not open")]
+    RegistrationClosed,
+    #[error("mail is not configured on this gateway (mail.transport)")]
+    MailDisabled,
     #[error("internal error")]
     Internal,
 }
@@ -130,6 +144,12 @@ impl GatewayError {
             Self::UnsupportedImage => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::CorruptImage | Self::ImageTooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::ImageBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PasswordPolicy { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::AccountTokenInvalid => StatusCode::BAD_REQUEST,
+            Self::AccountTokenExpired => StatusCode::GONE,
+            Self::WrongPassword | Self::PasswordExpired(_) => StatusCode::FORBIDDEN,
+            Self::RegistrationClosed => StatusCode::FORBIDDEN,
+            Self::MailDisabled => StatusCode::NOT_IMPLEMENTED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -175,6 +195,13 @@ impl GatewayError {
             Self::CorruptImage => "corrupt_image",
             Self::ImageTooLarge(_) => "image_too_large",
             Self::ImageBusy => "image_busy",
+            Self::PasswordPolicy { .. } => "password_policy",
+            Self::AccountTokenInvalid => "invalid_account_token",
+            Self::AccountTokenExpired => "account_token_expired",
+            Self::WrongPassword => "wrong_password",
+            Self::PasswordExpired(_) => "password_expired",
+            Self::RegistrationClosed => "registration_closed",
+            Self::MailDisabled => "mail_disabled",
             Self::Internal => "internal_error",
         }
     }
@@ -233,6 +260,16 @@ mod tests {
             GatewayError::CorruptImage,
             GatewayError::ImageTooLarge("x".into()),
             GatewayError::ImageBusy,
+            GatewayError::PasswordPolicy {
+                rule: "min_length",
+                message: "x".into(),
+            },
+            GatewayError::AccountTokenInvalid,
+            GatewayError::AccountTokenExpired,
+            GatewayError::WrongPassword,
+            GatewayError::PasswordExpired("x".into()),
+            GatewayError::RegistrationClosed,
+            GatewayError::MailDisabled,
             GatewayError::Internal,
         ];
         for e in all {

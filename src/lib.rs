@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod images;
+pub mod mail;
 pub mod metrics;
 pub mod objects;
 pub mod ops;

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub image_cache: IntCounterVec,
     pub image_queue_depth: IntGauge,
     pub image_rejected: IntCounterVec,
+    pub mail: IntCounterVec,
+    pub mail_queue_depth: IntGauge,
+    pub account_tokens: IntCounterVec,
 }
 
 impl Metrics {
@@ -153,6 +156,27 @@ impl Metrics {
         registry.register(Box::new(image_cache.clone()))?;
         registry.register(Box::new(image_queue_depth.clone()))?;
         registry.register(Box::new(image_rejected.clone()))?;
+        let mail = IntCounterVec::new(
+            Opts::new(
+                "postern_mail_total",
+                "Mail delivery attempts, by message kind and result (sent, retry, failed)",
+            ),
+            &["kind", "result"],
+        )?;
+        let mail_queue_depth = IntGauge::new(
+            "postern_mail_queue_depth",
+            "Messages waiting in the mail queue (not yet sent, not failed)",
+        )?;
+        let account_tokens = IntCounterVec::new(
+            Opts::new(
+                "postern_account_tokens_total",
+                "Account tokens by purpose (verify, reset) and result (issued, used, expired, invalid)",
+            ),
+            &["purpose", "result"],
+        )?;
+        registry.register(Box::new(mail.clone()))?;
+        registry.register(Box::new(mail_queue_depth.clone()))?;
+        registry.register(Box::new(account_tokens.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -170,6 +194,9 @@ impl Metrics {
             image_cache,
             image_queue_depth,
             image_rejected,
+            mail,
+            mail_queue_depth,
+            account_tokens,
         })
     }
 

@@ -11,6 +11,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
+use crate::accounts::Lifecycle;
 use crate::auth::{
     Bootstrap, BootstrapError, Clock, Lockout, Passwords, Sessions, SystemClock, Tokens,
     bootstrap_admin,
@@ -19,6 +20,7 @@ use crate::config::{RouteTarget, Settings, StoreSettings};
 use crate::handlers::Builtin;
 use crate::handlers::admin::Admin;
 use crate::images::Images;
+use crate::mail::{MailWorker, Mailer, Transport};
 use crate::metrics::Metrics;
 use crate::objects::{LinkSigner, ObjectStores};
 use crate::ops::OpsApp;
@@ -54,6 +56,45 @@ pub enum BuildError {
     Passwords(#[from] crate::auth::PasswordError),
     #[error("database {url}: {source}")]
     Database { url: String, source: StoreError },
+    #[error("mail: {0}")]
+    Mail(#[from] crate::mail::MailError),
+}
+
+/// The built-in endpoints' prefix (for links in mail), `/_postern/` when no route serves them.
+fn builtin_prefix(settings: &Settings) -> String {
+    settings
+        .routes
+        .iter()
+        .find(|r| matches!(r.target, RouteTarget::Builtin))
+        .map_or_else(|| "/_postern/".to_string(), |r| r.path.clone())
+}
+
+/// The account workflow and, when mail is on, its mailer: for the server and the CLI alike.
+pub fn build_lifecycle(
+    settings: &Settings,
+    passwords: Passwords,
+    store: StoreHandle,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<Lifecycle>, BuildError> {
+    let mailer = if settings.mail.is_on() {
+        Some(Arc::new(Mailer::new(
+            settings.mail.clone(),
+            settings.accounts.public_url.clone(),
+            &builtin_prefix(settings),
+        )?))
+    } else {
+        None
+    };
+    Ok(Arc::new(Lifecycle::new(
+        settings.accounts.clone(),
+        settings.passwords.policy.clone(),
+        passwords,
+        mailer,
+        store,
+        clock,
+        metrics,
+    )))
 }
 
 /// A built server and the handle to its database, connected once the server runs.
@@ -234,11 +275,19 @@ pub fn build_server_with_clock(
         store.clone(),
         settings.sessions.cache_ttl,
     )?);
+    let lifecycle = build_lifecycle(
+        &settings,
+        passwords.clone(),
+        store.clone(),
+        clock.clone(),
+        metrics.clone(),
+    )?;
     let builtin = settings
         .routes
         .iter()
         .find(|r| matches!(r.target, RouteTarget::Builtin))
         .map(|r| Builtin {
+            lifecycle: lifecycle.clone(),
             prefix: r.path.clone(),
             sessions: sessions.clone(),
             passwords: passwords.clone(),
@@ -252,7 +301,7 @@ pub fn build_server_with_clock(
                 sessions: sessions.clone(),
                 tokens: tokens.clone(),
                 passwords: passwords.clone(),
-                min_password_length: settings.passwords.min_length,
+                lifecycle: lifecycle.clone(),
                 body_timeout: settings.server.client_timeout,
                 allow_from: settings.admin_allow_from.clone(),
             },
@@ -317,6 +366,19 @@ pub fn build_server_with_clock(
         server.add_service(background_service(
             "credentials",
             CredentialRefresher::new(chain_stores),
+        ));
+    }
+    if let Some(mailer) = lifecycle.mailer() {
+        server.add_service(background_service(
+            "mail",
+            MailWorker::new(
+                store.clone(),
+                Transport::new(&settings.mail.transport)?,
+                settings.mail.clone(),
+                clock.clone(),
+                metrics.clone(),
+                mailer.waker(),
+            ),
         ));
     }
     server.add_service(background_service(

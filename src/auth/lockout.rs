@@ -45,20 +45,21 @@ where
 }
 
 /// Counts events per key within a window.
-struct WindowCounter<K: Hash + Eq + Send + Sync + 'static> {
+pub struct WindowCounter<K: Hash + Eq + Send + Sync + 'static> {
     window: i64,
     entries: moka::sync::Cache<K, (u32, i64)>,
 }
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> WindowCounter<K> {
-    fn new(window: i64, capacity: u64) -> Self {
+    pub fn new(window: i64, capacity: u64) -> Self {
         Self {
             window,
             entries: bounded_cache(capacity, window),
         }
     }
 
-    fn add(&self, key: K, now: i64) -> u32 {
+    /// Counts one more event for `key`; returns the count within the current window.
+    pub fn add(&self, key: K, now: i64) -> u32 {
         let window = self.window;
         let entry =
             self.entries
@@ -82,13 +83,25 @@ struct Bucket {
     admitted: bool,
 }
 
-/// Token bucket per address.
-struct RateLimiter {
+/// Token bucket per address (IPv6 by its /64).
+pub struct RateLimiter {
     per_minute: u32,
     buckets: moka::sync::Cache<IpAddr, Bucket>,
 }
 
 impl RateLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            buckets: bounded_cache(MAX_TRACKED, 60),
+        }
+    }
+
+    /// Takes one request from the bucket of `ip`'s address key.
+    pub fn admit(&self, ip: Option<IpAddr>, now: i64) -> Admission {
+        self.take(address_key(ip), now)
+    }
+
     fn take(&self, key: IpAddr, now: i64) -> Admission {
         let capacity = f64::from(self.per_minute);
         let rate = capacity / 60.0;

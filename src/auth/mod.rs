@@ -9,7 +9,7 @@ mod tokens;
 
 pub use bootstrap::{ADMIN_ROLE, Bootstrap, BootstrapError, bootstrap_admin};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use lockout::{Admission, Lockout};
+pub use lockout::{Admission, Lockout, RateLimiter, WindowCounter};
 pub use password::{HashParams, PasswordError, Passwords, Verified};
 pub use sessions::{NewSession, SessionError, Sessions, principal_of};
 pub use tokens::{

@@ -93,6 +93,14 @@ impl Passwords {
             .map_err(|_| PasswordError::PoolClosed)
     }
 
+    /// Runs other CPU-heavy password work (strength estimation) on the same bounded pool.
+    pub async fn compute<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PasswordError> {
+        self.run(move |_| job()).await
+    }
+
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
         self.run(move |argon| hash_with(argon, &password)).await?
     }

@@ -54,6 +54,7 @@ pub fn principal_of(user: &User) -> Principal {
         username: user.username.clone(),
         email: user.email.clone(),
         roles: user.roles.clone(),
+        password_changed_at: user.password_changed_at,
     }
 }
 

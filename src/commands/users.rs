@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{EXIT_CONFIG, EXIT_RUNTIME, report_config_error};
-use crate::accounts::{AccountError, Accounts, Actor, UserDraft};
+use crate::accounts::{AccountError, Accounts, Actor, LifecycleError, Origin, UserDraft};
 use crate::auth::Passwords;
 use crate::config::{self, ConfigSource, Settings};
 use crate::store::{Store, StoreError, User, UserStatus};
@@ -31,6 +31,13 @@ pub enum UserCommand {
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
+        /// Create the user unverified and queue a verification mail (the link also lets a user
+        /// without a password choose one).
+        #[arg(long)]
+        send_verification: bool,
+        /// Queue the welcome mail.
+        #[arg(long)]
+        send_welcome: bool,
     },
     /// List users.
     List {
@@ -67,6 +74,8 @@ pub enum UserCommand {
     Delete { name: String },
     /// End every session of a user, on every instance.
     RevokeSessions { name: String },
+    /// Queue a mail with a password-reset link for the user (sent by the running server).
+    ResetPassword { name: String },
 }
 
 #[derive(Subcommand)]
@@ -106,6 +115,10 @@ enum CommandError {
     Password(#[from] crate::auth::PasswordError),
     #[error("{0}")]
     Account(#[from] AccountError),
+    #[error("{0}")]
+    Lifecycle(#[from] LifecycleError),
+    #[error("{0}")]
+    Setup(String),
     #[error("no user named {0:?}")]
     NoSuchUser(String),
     #[error("{0}")]
@@ -118,7 +131,8 @@ impl CommandError {
             Self::Usage(_)
             | Self::Store(StoreError::Invalid(_))
             | Self::Account(AccountError::Store(StoreError::Invalid(_)))
-            | Self::Account(AccountError::PasswordTooShort(_)) => EXIT_CONFIG,
+            | Self::Account(AccountError::Policy(_))
+            | Self::Lifecycle(LifecycleError::MailDisabled) => EXIT_CONFIG,
             _ => EXIT_RUNTIME,
         }
     }
@@ -217,18 +231,38 @@ async fn find(store: &Store, name: &str) -> Result<User, CommandError> {
 fn cli_accounts<'a>(
     store: &'a Store,
     passwords: &'a Passwords,
-    settings: &Settings,
+    settings: &'a Settings,
 ) -> Accounts<'a> {
     Accounts {
         store,
         passwords,
-        min_password_length: settings.passwords.min_length,
+        policy: &settings.passwords.policy,
         actor: Actor {
             name: actor(),
             ip: None,
         },
         now: now(),
     }
+}
+
+/// The account workflow as the command line uses it: it queues mail for the server to send.
+fn cli_lifecycle(
+    settings: &Settings,
+    store: &Store,
+    passwords: &Passwords,
+) -> Result<std::sync::Arc<crate::accounts::Lifecycle>, CommandError> {
+    let handle: crate::services::StoreHandle = std::sync::Arc::new(arc_swap::ArcSwapOption::from(
+        Some(std::sync::Arc::new(store.clone())),
+    ));
+    let metrics = crate::metrics::Metrics::new().map_err(|e| CommandError::Setup(e.to_string()))?;
+    crate::server::build_lifecycle(
+        settings,
+        passwords.clone(),
+        handle,
+        std::sync::Arc::new(crate::auth::SystemClock),
+        std::sync::Arc::new(metrics),
+    )
+    .map_err(|e| CommandError::Setup(e.to_string()))
 }
 
 async fn execute(
@@ -246,7 +280,18 @@ async fn execute(
             given_name,
             surname,
             password_stdin,
+            send_verification,
+            send_welcome,
         } => {
+            let lifecycle = if send_verification || send_welcome {
+                let lifecycle = cli_lifecycle(&settings, &store, &passwords)?;
+                if !lifecycle.mail_on() {
+                    return Err(LifecycleError::MailDisabled.into());
+                }
+                Some(lifecycle)
+            } else {
+                None
+            };
             let password = if password_stdin {
                 Some(read_password()?)
             } else {
@@ -257,13 +302,26 @@ async fn execute(
                 email,
                 given_name: given_name.unwrap_or_default(),
                 surname: surname.unwrap_or_default(),
-                status: Some(UserStatus::Enabled),
+                status: Some(if send_verification {
+                    UserStatus::Unverified
+                } else {
+                    UserStatus::Enabled
+                }),
                 password,
                 roles,
             };
             let user = accounts.create_user(draft).await?;
             println!("created user {} ({})", user.username, user.id);
-            if user.password_hash.is_none() {
+            if let Some(lifecycle) = &lifecycle {
+                if send_verification {
+                    lifecycle.send_verification(&store, &user).await?;
+                    println!("verification mail queued for {}", user.email);
+                }
+                if send_welcome {
+                    lifecycle.send_welcome(&store, &user).await;
+                    println!("welcome mail queued for {}", user.email);
+                }
+            } else if user.password_hash.is_none() {
                 println!(
                     "no password set: use `postern user set-password {} --password-stdin`",
                     user.username
@@ -325,7 +383,7 @@ async fn execute(
         }
         UserCommand::SetPassword { name, .. } => {
             let user = find(&store, &name).await?;
-            accounts.set_password(&user.id, read_password()?).await?;
+            accounts.set_password(&user, read_password()?).await?;
             println!(
                 "password of {} changed; their sessions have ended",
                 user.username
@@ -372,8 +430,91 @@ async fn execute(
             let ended = accounts.revoke_sessions(&user.id).await?;
             println!("{ended} session(s) of {} ended", user.username);
         }
+        UserCommand::ResetPassword { name } => {
+            let user = find(&store, &name).await?;
+            let lifecycle = cli_lifecycle(&settings, &store, &passwords)?;
+            let origin = Origin {
+                actor: Some(actor()),
+                ..Origin::default()
+            };
+            lifecycle.admin_reset(&user, &origin).await?;
+            println!(
+                "password-reset mail queued for {} (the running server sends it; see `postern mail list`)",
+                user.email
+            );
+        }
     }
     Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum MailCommand {
+    /// Show the mail queue, newest first (never message bodies).
+    List {
+        /// Only messages that failed every attempt.
+        #[arg(long)]
+        failed: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a failed message back in the queue for a fresh round of attempts.
+    Retry { id: i64 },
+}
+
+pub fn run_mail(config_path: Option<&Path>, command: MailCommand) -> ExitCode {
+    with_store(config_path, |_, store| async move {
+        match command {
+            MailCommand::List {
+                failed,
+                limit,
+                json,
+            } => {
+                if !(1..=1000).contains(&limit) {
+                    return Err(CommandError::Usage("--limit must be 1-1000".into()));
+                }
+                let records = store.mail_records(failed, limit).await?;
+                if json {
+                    let list: Vec<_> = records
+                        .iter()
+                        .map(|m| {
+                            json!({
+                                "id": m.id, "kind": m.kind, "user_id": m.user_id,
+                                "recipient": m.recipient, "subject": m.subject,
+                                "status": m.status, "attempts": m.attempts,
+                                "next_attempt_at": m.next_attempt_at, "last_error": m.last_error,
+                                "created_at": m.created_at, "sent_at": m.sent_at,
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Array(list));
+                } else {
+                    println!(
+                        "{:<6} {:<8} {:<22} {:<8} {:<32} LAST ERROR",
+                        "ID", "STATUS", "KIND", "ATTEMPTS", "TO"
+                    );
+                    for m in &records {
+                        println!(
+                            "{:<6} {:<8} {:<22} {:<8} {:<32} {}",
+                            m.id,
+                            m.status,
+                            m.kind,
+                            m.attempts,
+                            m.recipient,
+                            m.last_error.as_deref().unwrap_or("")
+                        );
+                    }
+                }
+                Ok(())
+            }
+            MailCommand::Retry { id } => {
+                store.retry_mail(id, now()).await?;
+                println!("message {id} queued again");
+                Ok(())
+            }
+        }
+    })
 }
 
 pub fn run_role(config_path: Option<&Path>, command: RoleCommand) -> ExitCode {

@@ -23,6 +23,10 @@ pub struct FileConfig {
     #[serde(default)]
     pub passwords: PasswordsSection,
     #[serde(default)]
+    pub accounts: AccountsSection,
+    #[serde(default)]
+    pub mail: MailSection,
+    #[serde(default)]
     pub sessions: SessionsSection,
     #[serde(default)]
     pub lockout: LockoutSection,
@@ -124,6 +128,66 @@ pub struct PasswordsSection {
     pub iterations: Option<u32>,
     pub parallelism: Option<u32>,
     pub min_length: Option<usize>,
+    pub max_length: Option<usize>,
+    pub min_uppers: Option<usize>,
+    pub min_lowers: Option<usize>,
+    pub min_digits: Option<usize>,
+    pub min_specials: Option<usize>,
+    pub not_like_identity: Option<bool>,
+    /// `true`/`false` for the built-in list, or a file of refused passwords.
+    pub blocklist: Option<toml::Value>,
+    pub min_strength: Option<u8>,
+    pub history: Option<usize>,
+    pub max_age: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsSection {
+    pub registration: Option<String>,
+    pub verification: Option<String>,
+    pub public_url: Option<String>,
+    pub verify_ttl: Option<String>,
+    pub reset_ttl: Option<String>,
+    pub rate_per_minute: Option<u32>,
+    pub mails_per_hour: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSection {
+    pub transport: Option<String>,
+    pub from: Option<String>,
+    pub app_name: Option<String>,
+    pub templates_dir: Option<String>,
+    pub outbox_dir: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub retry_base: Option<String>,
+    pub retry_max: Option<String>,
+    #[serde(default)]
+    pub smtp: SmtpSection,
+    #[serde(default)]
+    pub messages: BTreeMap<String, MailMessageSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<String>,
+    pub ca_file: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailMessageSection {
+    pub enabled: Option<bool>,
+    pub subject: Option<String>,
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

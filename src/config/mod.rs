@@ -1,6 +1,7 @@
 //! Configuration: one TOML file, `${ENV}` interpolation, a strict serde model and a validation pass
 //! that yields the normalized [`Settings`] the rest of postern is built from.
 
+mod accounts;
 mod file;
 mod interpolate;
 mod settings;

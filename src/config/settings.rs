@@ -16,6 +16,8 @@ pub struct Settings {
     pub identity_headers: IdentityHeaders,
     pub database: DatabaseSettings,
     pub passwords: PasswordSettings,
+    pub accounts: crate::accounts::AccountSettings,
+    pub mail: crate::mail::MailSettings,
     pub sessions: SessionSettings,
     pub lockout: LockoutSettings,
     pub tokens: TokenSettings,
@@ -84,7 +86,7 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone)]
 pub struct PasswordSettings {
     pub hash: crate::auth::HashParams,
-    pub min_length: usize,
+    pub policy: crate::accounts::PasswordPolicy,
 }
 
 /// What `serve` does on a database where nobody holds the role `admin`.

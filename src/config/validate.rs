@@ -19,16 +19,21 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_OPS_LISTEN: &str = "127.0.0.1:9090";
 const DEFAULT_DATA_DIR: &str = "./data";
 
-struct Checker {
+pub(super) struct Checker {
     problems: Vec<Problem>,
 }
 
 impl Checker {
-    fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem::new(path, message));
     }
 
-    fn duration(&mut self, path: &str, value: Option<&String>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        path: &str,
+        value: Option<&String>,
+        default: Duration,
+    ) -> Duration {
         match value {
             None => default,
             Some(text) => parse_duration(text).unwrap_or_else(|e| {
@@ -101,6 +106,9 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
 
     let database = database_settings(&mut c, &file, &server.data_dir);
     let passwords = password_settings(&mut c, &file);
+    let accounts = super::accounts::account_settings(&mut c, &file.accounts);
+    let mail = super::accounts::mail_settings(&mut c, &file.mail, &server.data_dir);
+    super::accounts::cross_check(&mut c, &accounts, &mail);
     let sessions = session_settings(&mut c, &file);
     let lockout = lockout_settings(&mut c, &file);
     let tokens = token_settings(&mut c, &file);
@@ -124,13 +132,13 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
             .filter(|p| !p.is_empty()),
     };
     if let Some(pw) = &bootstrap.admin_password
-        && pw.chars().count() < passwords.min_length
+        && pw.chars().count() < passwords.policy.min_length
     {
         c.report(
             "bootstrap.admin_password",
             format!(
                 "must be at least passwords.min_length ({}) characters",
-                passwords.min_length
+                passwords.policy.min_length
             ),
         );
     }
@@ -174,6 +182,8 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
             identity_headers,
             database,
             passwords,
+            accounts,
+            mail,
             sessions,
             lockout,
             tokens,
@@ -190,7 +200,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
     }
 }
 
-fn absolute(path: &Path) -> PathBuf {
+pub(super) fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         return path.to_path_buf();
     }
@@ -599,11 +609,8 @@ fn password_settings(c: &mut Checker, file: &FileConfig) -> PasswordSettings {
     if hash.parallelism == 0 {
         c.report("passwords.parallelism", "must be at least 1");
     }
-    let min_length = p.min_length.unwrap_or(8);
-    if min_length == 0 {
-        c.report("passwords.min_length", "must be at least 1");
-    }
-    PasswordSettings { hash, min_length }
+    let policy = super::accounts::password_policy(c, file);
+    PasswordSettings { hash, policy }
 }
 
 fn log_settings(c: &mut Checker, file: &FileConfig) -> LogSettings {

@@ -9,7 +9,7 @@ use pingora::proxy::Session;
 use serde_json::{Value, json};
 
 use super::Caller;
-use crate::accounts::{AccountError, Accounts, Actor, UserDraft};
+use crate::accounts::{AccountError, Accounts, Actor, Lifecycle, Origin, UserDraft};
 use crate::auth::{ADMIN_ROLE, Passwords, Sessions, Tokens};
 use crate::error::GatewayError;
 use crate::proxy::{body, respond};
@@ -24,7 +24,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "200",
         "List users (filters: status, role, q; paging: limit, offset)",
     ),
-    ("POST", "/users", "201", "Create a user"),
+    (
+        "POST",
+        "/users",
+        "201",
+        "Create a user (send_verification, send_welcome: queue that mail)",
+    ),
     ("GET", "/users/{id}", "200", "Get a user"),
     (
         "PATCH",
@@ -38,6 +43,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "/users/{id}/password",
         "204",
         "Set a user's password (ends their sessions)",
+    ),
+    (
+        "POST",
+        "/users/{id}/reset-password",
+        "202",
+        "Mail the user a password-reset link",
     ),
     (
         "POST",
@@ -96,10 +107,16 @@ pub struct Admin {
     pub sessions: Arc<Sessions>,
     pub tokens: Arc<Tokens>,
     pub passwords: Passwords,
-    pub min_password_length: usize,
+    pub lifecycle: Arc<Lifecycle>,
     pub body_timeout: std::time::Duration,
     /// Client networks allowed to use the API; empty = any.
     pub allow_from: Vec<ipnet::IpNet>,
+}
+
+/// Mail an admin asks for when creating a user.
+struct MailOnCreate {
+    verification: bool,
+    welcome: bool,
 }
 
 fn store_error(e: StoreError) -> GatewayError {
@@ -129,9 +146,10 @@ fn store_error(e: StoreError) -> GatewayError {
 fn account_error(e: AccountError) -> GatewayError {
     match e {
         AccountError::Store(e) => store_error(e),
-        AccountError::PasswordTooShort(min) => {
-            invalid("password", format!("must be at least {min} characters"))
-        }
+        AccountError::Policy(v) => GatewayError::PasswordPolicy {
+            rule: v.rule,
+            message: v.message,
+        },
         AccountError::Password(e) => {
             tracing::error!(error = %e, "password hashing failed");
             GatewayError::Internal
@@ -217,7 +235,7 @@ impl Admin {
         Accounts {
             store,
             passwords: &self.passwords,
-            min_password_length: self.min_password_length,
+            policy: &self.lifecycle.policy,
             actor: Actor {
                 name: caller
                     .principal
@@ -292,10 +310,43 @@ impl Admin {
         match (method.as_str(), segments.as_slice()) {
             ("GET", ["users"]) => self.list_users(session, &store).await,
             ("POST", ["users"]) => {
-                let draft = self.user_draft(session).await?;
+                let (mut draft, mail) = self.user_draft(session).await?;
+                if (mail.verification || mail.welcome) && !self.lifecycle.mail_on() {
+                    return Err(GatewayError::MailDisabled);
+                }
+                if mail.verification && draft.status.is_none() {
+                    draft.status = Some(UserStatus::Unverified);
+                }
                 let user = accounts.create_user(draft).await.map_err(account_error)?;
+                if mail.verification {
+                    self.lifecycle
+                        .send_verification(&store, &user)
+                        .await
+                        .map_err(GatewayError::from)?;
+                }
+                if mail.welcome {
+                    self.lifecycle.send_welcome(&store, &user).await;
+                }
                 self.reply(session, StatusCode::CREATED, Some(user.public_json()))
                     .await
+            }
+            ("POST", ["users", id, "reset-password"]) => {
+                let user = self.user(&store, id).await?;
+                let origin = Origin {
+                    ip: caller.ip,
+                    user_agent: None,
+                    actor: Some(accounts.actor.name.clone()),
+                };
+                self.lifecycle
+                    .admin_reset(&user, &origin)
+                    .await
+                    .map_err(GatewayError::from)?;
+                self.reply(
+                    session,
+                    StatusCode::ACCEPTED,
+                    Some(json!({"status": "queued"})),
+                )
+                .await
             }
             ("GET", ["users", id]) => {
                 let user = self.user(&store, id).await?;
@@ -313,9 +364,9 @@ impl Admin {
                 let body = self.json_body(session).await?;
                 let password = text_field(&body, "password")?
                     .ok_or_else(|| invalid("password", "required"))?;
-                self.user(&store, id).await?;
+                let user = self.user(&store, id).await?;
                 accounts
-                    .set_password(id, password)
+                    .set_password(&user, password)
                     .await
                     .map_err(account_error)?;
                 self.forget(id);
@@ -475,8 +526,20 @@ impl Admin {
         self.reply(session, StatusCode::OK, Some(page)).await
     }
 
-    async fn user_draft(&self, session: &mut Session) -> Result<UserDraft, GatewayError> {
+    async fn user_draft(
+        &self,
+        session: &mut Session,
+    ) -> Result<(UserDraft, MailOnCreate), GatewayError> {
         let body = self.json_body(session).await?;
+        let flag = |name: &'static str| match body.get(name) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(invalid(name, "must be true or false")),
+        };
+        let mail = MailOnCreate {
+            verification: flag("send_verification")?,
+            welcome: flag("send_welcome")?,
+        };
         let username =
             text_field(&body, "username")?.ok_or_else(|| invalid("username", "required"))?;
         let email = text_field(&body, "email")?.ok_or_else(|| invalid("email", "required"))?;
@@ -492,7 +555,7 @@ impl Admin {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(invalid("roles", "must be a list of strings")),
         };
-        Ok(UserDraft {
+        let draft = UserDraft {
             username,
             email,
             given_name: text_field(&body, "given_name")?.unwrap_or_default(),
@@ -500,7 +563,8 @@ impl Admin {
             status: status_field(&body)?,
             password: text_field(&body, "password")?,
             roles,
-        })
+        };
+        Ok((draft, mail))
     }
 
     async fn update_user(

@@ -1,12 +1,15 @@
-//! Built-in endpoints under the `builtin` route (by default `/_postern/`): login, logout, me.
-//! Endpoints the contract names that later parts provide answer 501 `not_implemented`, so that
-//! clients get a clear answer instead of a request passed to the app.
+//! Built-in endpoints under the `builtin` route (by default `/_postern/`): login, logout, me,
+//! token, the account lifecycle and the admin API. Endpoints the contract names that later parts
+//! provide answer 501 `not_implemented`, so that clients get a clear answer instead of a request
+//! passed to the app.
 
+mod account;
 pub mod admin;
-mod login_page;
+mod pages;
 mod return_to;
 mod same_site;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use pingora::proxy::Session;
 use rand::RngCore;
 use serde_json::json;
 
+use crate::accounts::{Lifecycle, Origin};
 use crate::auth::{Admission, Lockout, Passwords, Sessions, Tokens};
 use crate::error::GatewayError;
 use crate::metrics::Metrics;
@@ -28,16 +32,30 @@ use crate::store::{NewEvent, Store, User, UserStatus};
 pub use return_to::safe_return_to;
 
 /// Endpoints the contract names that are not served yet.
-const PLANNED: &[(&str, &str)] = &[
-    ("verify", "account verification"),
-    ("forgot", "password reset"),
-    ("change", "password change"),
-    ("expired", "expired-password change"),
-    ("password-policy", "the password policy endpoint"),
-    ("files", "the file API"),
+const PLANNED: &[(&str, &str)] = &[("files", "the file API")];
+
+/// Endpoints that take HTML form posts (with the CSRF field) as well as JSON.
+const FORM_ENDPOINTS: &[&str] = &[
+    "login", "register", "verify", "forgot", "reset", "change", "expired",
 ];
 
-const MAX_LOGIN_BODY: usize = 16 * 1024;
+/// What a session whose password has expired may still reach (below the prefix).
+const OPEN_WHILE_EXPIRED: &[&str] = &[
+    "expired",
+    "change",
+    "logout",
+    "me",
+    "password-policy",
+    "login",
+];
+
+/// Whether a restricted session (expired password) may use built-in endpoint `rest`.
+pub fn open_while_expired(rest: &str) -> bool {
+    let endpoint = rest.trim_start_matches('/');
+    OPEN_WHILE_EXPIRED.contains(&endpoint)
+}
+
+const MAX_FORM_BODY: usize = 16 * 1024;
 
 /// Who is asking, as the proxy established it.
 pub struct Caller {
@@ -55,6 +73,39 @@ impl Caller {
     fn ip_text(&self) -> Option<String> {
         self.ip.map(|ip| ip.to_string())
     }
+
+    fn origin(&self, session: &Session) -> Origin {
+        Origin {
+            ip: self.ip,
+            user_agent: Builtin::user_agent(session),
+            actor: None,
+        }
+    }
+}
+
+/// The fields of a JSON object or an HTML form (whose CSRF field was checked).
+struct Input {
+    fields: HashMap<String, String>,
+    from_form: bool,
+}
+
+impl Input {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+
+    fn text(&self, name: &str) -> String {
+        self.get(name).unwrap_or("").to_string()
+    }
+
+    fn required(&self, name: &'static str) -> Result<&str, GatewayError> {
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .ok_or(GatewayError::Validation {
+                field: name,
+                message: "required".into(),
+            })
+    }
 }
 
 /// The built-in endpoints and what they work with.
@@ -70,12 +121,31 @@ pub struct Builtin {
     /// How long reading a request body may take.
     pub body_timeout: Duration,
     pub admin: admin::Admin,
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 fn random_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn is_form(req: &pingora::http::RequestHeader) -> bool {
+    req.headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
+}
+
+fn query_param(session: &Session, name: &str) -> Option<String> {
+    session.req_header().uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -86,7 +156,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 struct Credentials {
     login: String,
     password: String,
-    csrf: Option<String>,
     return_to: Option<String>,
     from_form: bool,
 }
@@ -125,11 +194,13 @@ impl Builtin {
             && caller.session_token.is_some()
             && endpoint != "login"
         {
-            same_site::check(
-                session.req_header(),
-                self.csrf_cookie_name(),
-                caller.origin_allowed,
-            )?;
+            let req = session.req_header();
+            if FORM_ENDPOINTS.contains(&endpoint) && is_form(req) {
+                // The form's CSRF field is checked against the cookie when the body is read.
+                same_site::check_origin(req, caller.origin_allowed)?;
+            } else {
+                same_site::check(req, self.csrf_cookie_name(), caller.origin_allowed)?;
+            }
         }
         match (endpoint, method) {
             ("login", Method::GET | Method::HEAD) => {
@@ -139,12 +210,32 @@ impl Builtin {
             ("logout", Method::POST) => self.logout(session, caller).await,
             ("me", Method::GET | Method::HEAD) => self.me(session, caller).await,
             ("token", Method::POST) => self.token(session, caller).await,
+            ("password-policy", Method::GET | Method::HEAD) => self.password_policy(session).await,
+            ("register", Method::GET | Method::HEAD) => self.register_page(session).await,
+            ("register", Method::POST) => self.register(session, caller).await,
+            ("verify", Method::GET | Method::HEAD) => self.verify_link(session, caller).await,
+            ("verify", Method::POST) => self.verify(session, caller).await,
+            ("forgot", Method::GET | Method::HEAD) => self.forgot_page(session).await,
+            ("forgot", Method::POST) => self.forgot(session, caller).await,
+            ("reset", Method::GET | Method::HEAD) => self.reset_page(session).await,
+            ("reset", Method::POST) => self.reset(session, caller).await,
+            ("change" | "expired", Method::GET | Method::HEAD) => {
+                self.change_page(session, caller, endpoint == "expired")
+                    .await
+            }
+            ("change" | "expired", Method::POST) => {
+                self.change(session, caller, endpoint == "expired").await
+            }
             (path, _) if path == "admin" || path.starts_with("admin/") => {
                 self.admin
                     .handle(session, &path["admin".len()..], caller)
                     .await
             }
-            ("login" | "logout" | "me" | "token", _) => Err(GatewayError::MethodNotAllowed),
+            (
+                "login" | "logout" | "me" | "token" | "password-policy" | "register" | "verify"
+                | "forgot" | "reset" | "change" | "expired",
+                _,
+            ) => Err(GatewayError::MethodNotAllowed),
             _ => {
                 let first = endpoint.split('/').next().unwrap_or("");
                 match PLANNED.iter().find(|(segment, _)| *segment == first) {
@@ -173,43 +264,39 @@ impl Builtin {
         )
     }
 
-    async fn login_page(
-        &self,
-        session: &mut Session,
-        error: Option<&str>,
-        username: &str,
-        status: StatusCode,
-    ) -> Result<(), GatewayError> {
-        let req = session.req_header();
-        let existing = headers::cookie_value(req, self.csrf_cookie_name())
+    /// The page's CSRF token: the cookie's when the browser has one, else a new one to set.
+    fn page_csrf(&self, session: &Session) -> (String, Option<String>) {
+        let existing = headers::cookie_value(session.req_header(), self.csrf_cookie_name())
             .filter(|v| v.len() == 43)
             .map(str::to_owned);
-        let return_to = req
-            .uri
-            .query()
-            .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "return_to"))
-            .and_then(|(_, v)| safe_return_to(&v, &self.sessions.settings().return_to_hosts))
-            .unwrap_or_else(|| "/".to_string());
-        let (csrf, set_cookie) = match existing {
+        match existing {
             Some(token) => (token, None),
             None => {
                 let token = random_token();
                 let cookie = self.csrf_cookie(&token);
                 (token, Some(cookie))
             }
-        };
-        let page = login_page::render(&self.login_path(), &csrf, &return_to, username, error);
+        }
+    }
+
+    /// Sends a built-in HTML page with the headers every page carries.
+    async fn send_page(
+        &self,
+        session: &mut Session,
+        status: StatusCode,
+        page: String,
+        set_cookies: Vec<String>,
+    ) -> Result<(), GatewayError> {
         let mut extra = vec![
             (header::CACHE_CONTROL, "no-store".to_string()),
             (header::HeaderName::from_static("x-frame-options"), "DENY".to_string()),
+            (header::REFERRER_POLICY, "no-referrer".to_string()),
             (
                 header::CONTENT_SECURITY_POLICY,
                 "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'".to_string(),
             ),
         ];
-        if let Some(cookie) = set_cookie {
-            extra.push((header::SET_COOKIE, cookie));
-        }
+        extra.extend(set_cookies.into_iter().map(|c| (header::SET_COOKIE, c)));
         respond::send(
             session,
             status,
@@ -221,54 +308,129 @@ impl Builtin {
         .map_err(|_| GatewayError::Internal)
     }
 
-    async fn read_credentials(&self, session: &mut Session) -> Result<Credentials, GatewayError> {
-        let content_type = session
+    /// A form page with a CSRF token (and its cookie when the browser has none yet).
+    async fn send_form(
+        &self,
+        session: &mut Session,
+        status: StatusCode,
+        form: impl FnOnce(&str) -> String,
+    ) -> Result<(), GatewayError> {
+        let (csrf, set_cookie) = self.page_csrf(session);
+        let page = form(&csrf);
+        self.send_page(session, status, page, set_cookie.into_iter().collect())
+            .await
+    }
+
+    /// `return_to` from the query, if it is safe to send a browser to.
+    fn query_return_to(&self, session: &Session) -> Option<String> {
+        query_param(session, "return_to")
+            .and_then(|v| safe_return_to(&v, &self.sessions.settings().return_to_hosts))
+    }
+
+    fn link(&self, endpoint: &str) -> String {
+        format!("{}/{endpoint}", self.prefix.trim_end_matches('/'))
+    }
+
+    async fn login_page(
+        &self,
+        session: &mut Session,
+        error: Option<&str>,
+        username: &str,
+        status: StatusCode,
+    ) -> Result<(), GatewayError> {
+        let return_to = self
+            .query_return_to(session)
+            .unwrap_or_else(|| "/".to_string());
+        let action = self.login_path();
+        let mut links = Vec::new();
+        if self.lifecycle.mail_on() {
+            links.push((self.link("forgot"), "Forgot your password?"));
+        }
+        if self.lifecycle.settings.registration_open {
+            links.push((self.link("register"), "Create an account"));
+        }
+        self.send_form(session, status, |csrf| {
+            pages::Form {
+                title: "Sign in",
+                intro: None,
+                error,
+                action: &action,
+                csrf,
+                hidden: vec![("return_to", &return_to)],
+                fields: vec![
+                    pages::Field::new("username", "Username or email", "text", "username")
+                        .value(username),
+                    pages::Field::new("password", "Password", "password", "current-password"),
+                ],
+                submit: "Sign in",
+                links,
+            }
+            .render()
+        })
+        .await
+    }
+
+    /// The body as fields: a JSON object's string values, or a form whose `csrf` field matches
+    /// the CSRF cookie.
+    async fn read_input(&self, session: &mut Session) -> Result<Input, GatewayError> {
+        let form = is_form(session.req_header());
+        let json = session
             .req_header()
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let body = body::read_small_body(session, MAX_LOGIN_BODY, self.body_timeout).await?;
-        if content_type.starts_with("application/json") {
+            .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
+        if !form && !json {
+            return Err(GatewayError::UnsupportedMediaType);
+        }
+        let body = body::read_small_body(session, MAX_FORM_BODY, self.body_timeout).await?;
+        if json {
             let value: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|_| GatewayError::BadRequest("the body is not valid JSON"))?;
-            let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-            let login =
-                text("username")
-                    .or_else(|| text("email"))
-                    .ok_or(GatewayError::BadRequest(
-                        "send \"username\" or \"email\" and \"password\"",
-                    ))?;
-            let password = text("password").ok_or(GatewayError::BadRequest("send \"password\""))?;
-            Ok(Credentials {
-                login,
-                password,
-                csrf: None,
-                return_to: None,
+            let object = value
+                .as_object()
+                .ok_or(GatewayError::BadRequest("the body must be a JSON object"))?;
+            let fields = object
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect();
+            return Ok(Input {
+                fields,
                 from_form: false,
-            })
-        } else if content_type.starts_with("application/x-www-form-urlencoded") {
-            let mut creds = Credentials {
-                login: String::new(),
-                password: String::new(),
-                csrf: None,
-                return_to: None,
-                from_form: true,
-            };
-            for (key, value) in form_urlencoded::parse(&body) {
-                match key.as_ref() {
-                    "username" | "email" => creds.login = value.into_owned(),
-                    "password" => creds.password = value.into_owned(),
-                    "csrf" => creds.csrf = Some(value.into_owned()),
-                    "return_to" => creds.return_to = Some(value.into_owned()),
-                    _ => {}
-                }
-            }
-            Ok(creds)
-        } else {
-            Err(GatewayError::UnsupportedMediaType)
+            });
         }
+        let fields: HashMap<String, String> = form_urlencoded::parse(&body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let cookie =
+            headers::cookie_value(session.req_header(), self.csrf_cookie_name()).unwrap_or("");
+        let sent = fields.get("csrf").map(String::as_str).unwrap_or("");
+        if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), sent.as_bytes()) {
+            return Err(GatewayError::CsrfFailed);
+        }
+        Ok(Input {
+            fields,
+            from_form: true,
+        })
+    }
+
+    async fn read_credentials(&self, session: &mut Session) -> Result<Credentials, GatewayError> {
+        let input = self.read_input(session).await?;
+        let login = input
+            .get("username")
+            .or_else(|| input.get("email"))
+            .or_else(|| input.get("login"));
+        if !input.from_form && (login.is_none() || input.get("password").is_none()) {
+            return Err(GatewayError::BadRequest(
+                "send \"username\" or \"email\" and \"password\"",
+            ));
+        }
+        Ok(Credentials {
+            login: login.unwrap_or("").to_string(),
+            password: input.text("password"),
+            return_to: input.get("return_to").map(str::to_owned),
+            from_form: input.from_form,
+        })
     }
 
     fn user_agent(session: &Session) -> Option<String> {
@@ -389,14 +551,6 @@ impl Builtin {
     async fn login(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
         self.rate_limit(&caller)?;
         let creds = self.read_credentials(session).await?;
-        if creds.from_form {
-            let cookie =
-                headers::cookie_value(session.req_header(), self.csrf_cookie_name()).unwrap_or("");
-            let sent = creds.csrf.as_deref().unwrap_or("");
-            if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), sent.as_bytes()) {
-                return Err(GatewayError::CsrfFailed);
-            }
-        }
         let user_agent = Self::user_agent(session);
         let user = match self
             .check_credentials(&creds, &caller, user_agent.clone())
@@ -417,41 +571,98 @@ impl Builtin {
             }
             Err(err) => return Err(err),
         };
+        let cookie = self
+            .start_session(&user, &caller, user_agent.clone())
+            .await?;
+        let store = self.store()?;
+        let success = Self::event("login.success", Some(&user), &caller, user_agent, json!({}));
+        let _ = store.record_event(&success, self.sessions.now()).await;
+        let expired = self.password_expired(&user);
+        if expired {
+            self.lifecycle
+                .expired_login(&user, &caller.origin(session))
+                .await;
+        }
+        if creds.from_form {
+            let mut target = creds
+                .return_to
+                .as_deref()
+                .and_then(|r| safe_return_to(r, &self.sessions.settings().return_to_hosts))
+                .unwrap_or_else(|| "/".to_string());
+            if expired {
+                target = self.expired_page_for(&target);
+            }
+            return self.see_other(session, target, vec![cookie]).await;
+        }
+        respond::json(
+            session,
+            StatusCode::OK,
+            &self.user_json(&user),
+            &[(header::SET_COOKIE, cookie)],
+        )
+        .await
+        .map_err(|_| GatewayError::Internal)
+    }
+
+    /// Replaces the caller's session (if any) with a new one for `user`; the `Set-Cookie` value.
+    async fn start_session(
+        &self,
+        user: &User,
+        caller: &Caller,
+        user_agent: Option<String>,
+    ) -> Result<String, GatewayError> {
         if let Some(old) = caller.session_token.as_deref() {
             let _ = self.sessions.destroy(old).await;
         }
         let created = self
             .sessions
-            .create(&user, caller.ip_text(), user_agent.clone())
+            .create(user, caller.ip_text(), user_agent)
             .await
             .map_err(|_| GatewayError::Unavailable("the user database"))?;
-        let store = self.store()?;
-        let success = Self::event("login.success", Some(&user), &caller, user_agent, json!({}));
-        let _ = store.record_event(&success, self.sessions.now()).await;
-        let cookie = (header::SET_COOKIE, self.sessions.cookie(&created.token));
-        if creds.from_form {
-            let target = creds
-                .return_to
-                .as_deref()
-                .and_then(|r| safe_return_to(r, &self.sessions.settings().return_to_hosts))
-                .unwrap_or_else(|| "/".to_string());
-            return respond::send(
-                session,
-                StatusCode::SEE_OTHER,
-                "text/plain; charset=utf-8",
-                bytes::Bytes::new(),
-                &[
-                    cookie,
-                    (header::LOCATION, target),
-                    (header::CACHE_CONTROL, "no-store".into()),
-                ],
-            )
-            .await
-            .map_err(|_| GatewayError::Internal);
-        }
-        respond::json(session, StatusCode::OK, &user.public_json(), &[cookie])
-            .await
-            .map_err(|_| GatewayError::Internal)
+        Ok(self.sessions.cookie(&created.token))
+    }
+
+    /// `303 See Other` to `target`, setting cookies.
+    async fn see_other(
+        &self,
+        session: &mut Session,
+        target: String,
+        set_cookies: Vec<String>,
+    ) -> Result<(), GatewayError> {
+        let mut extra = vec![
+            (header::LOCATION, target),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ];
+        extra.extend(set_cookies.into_iter().map(|c| (header::SET_COOKIE, c)));
+        respond::send(
+            session,
+            StatusCode::SEE_OTHER,
+            "text/plain; charset=utf-8",
+            bytes::Bytes::new(),
+            &extra,
+        )
+        .await
+        .map_err(|_| GatewayError::Internal)
+    }
+
+    fn password_expired(&self, user: &User) -> bool {
+        self.lifecycle
+            .password_expired(user.password_changed_at, self.sessions.now())
+    }
+
+    /// The expired-password page, then `return_to`.
+    pub fn expired_page_for(&self, return_to: &str) -> String {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("return_to", return_to)
+            .finish();
+        format!("{}?{query}", self.link("expired"))
+    }
+
+    /// The user as `/me` and login show it, with whether the password must be changed first.
+    fn user_json(&self, user: &User) -> serde_json::Value {
+        let mut json = user.public_json();
+        json["password_expired"] = json!(self.password_expired(user));
+        json
     }
 
     /// `POST /token`: credentials in JSON, or the caller's session → a bearer access token.
@@ -500,6 +711,9 @@ impl Builtin {
                 .ok_or(GatewayError::Unauthenticated)?;
             (user, Some(from_session))
         };
+        if self.password_expired(&user) {
+            return Err(GatewayError::PasswordExpired(self.link("expired")));
+        }
         let issued = self.tokens.issue(&user, from_session).map_err(|e| {
             tracing::error!(error = %e, "could not sign a token");
             GatewayError::Internal
@@ -560,7 +774,7 @@ impl Builtin {
             .await
             .map_err(|_| GatewayError::Unavailable("the user database"))?
             .ok_or(GatewayError::Unauthenticated)?;
-        respond::json(session, StatusCode::OK, &user.public_json(), &[])
+        respond::json(session, StatusCode::OK, &self.user_json(&user), &[])
             .await
             .map_err(|_| GatewayError::Internal)
     }

@@ -50,21 +50,7 @@ pub fn check(
     csrf_cookie: &str,
     origin_allowed: bool,
 ) -> Result<(), GatewayError> {
-    let origin = text(req, header::ORIGIN);
-    let own_origin = origin.is_some_and(|o| is_own_origin(o, headers::request_host(req)));
-    if let Some(origin) = origin
-        && !own_origin
-        && !(origin_allowed && origin != "null")
-    {
-        return Err(GatewayError::CrossSite);
-    }
-    let fetch_site = text(req, "sec-fetch-site");
-    if let Some(site) = fetch_site
-        && !matches!(site, "same-origin" | "none")
-        && !(origin_allowed && origin.is_some())
-    {
-        return Err(GatewayError::CrossSite);
-    }
+    check_origin(req, origin_allowed)?;
     let essence = text(req, header::CONTENT_TYPE)
         .and_then(|t| t.split(';').next())
         .map(|t| t.trim().to_ascii_lowercase())
@@ -85,6 +71,27 @@ pub fn check(
     } else {
         Err(GatewayError::CrossSite)
     }
+}
+
+/// The `Origin` and `Sec-Fetch-Site` part of [`check`]: for the built-in HTML forms, whose
+/// CSRF field is compared with the cookie when the body is read.
+pub fn check_origin(req: &RequestHeader, origin_allowed: bool) -> Result<(), GatewayError> {
+    let origin = text(req, header::ORIGIN);
+    let own_origin = origin.is_some_and(|o| is_own_origin(o, headers::request_host(req)));
+    if let Some(origin) = origin
+        && !own_origin
+        && !(origin_allowed && origin != "null")
+    {
+        return Err(GatewayError::CrossSite);
+    }
+    let fetch_site = text(req, "sec-fetch-site");
+    if let Some(site) = fetch_site
+        && !matches!(site, "same-origin" | "none")
+        && !(origin_allowed && origin.is_some())
+    {
+        return Err(GatewayError::CrossSite);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

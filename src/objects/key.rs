@@ -178,6 +178,7 @@ mod tests {
             username: "ann".into(),
             email: "a@x".into(),
             roles: vec![],
+            password_changed_at: None,
         };
         assert_eq!(
             KeyTemplate::render("users/{user_id}/{path}", "a b.jpg", Some(&p)).unwrap(),

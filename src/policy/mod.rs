@@ -13,6 +13,9 @@ pub struct Principal {
     pub username: String,
     pub email: String,
     pub roles: Vec<String>,
+    /// When the password was last set (Unix seconds): a session past the password's maximum
+    /// age is restricted to changing it.
+    pub password_changed_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,7 @@ mod tests {
             username: "ann".into(),
             email: "ann@example.com".into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            password_changed_at: None,
         }
     }
 

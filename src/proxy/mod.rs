@@ -372,6 +372,41 @@ impl Gateway {
         }
     }
 
+    /// Whether `p`'s password is older than `passwords.max_age`.
+    fn password_expired(&self, p: &Principal) -> bool {
+        crate::accounts::password_expired(
+            self.settings.passwords.policy.max_age,
+            p.password_changed_at,
+            self.sessions.now(),
+        )
+    }
+
+    /// A session whose password expired: browsers go to the change page, API clients get 403.
+    async fn password_change_required(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let api_route = self.route(ctx).is_some_and(|r| r.api);
+        let Some(builtin) = self.builtin.as_ref() else {
+            let err = GatewayError::PasswordExpired("the password change page".into());
+            return self.reject(session, ctx, err).await;
+        };
+        if !api_route && respond::wants_html(session) {
+            let original = session
+                .req_header()
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string();
+            respond::redirect(session, builtin.expired_page_for(&original)).await?;
+            ctx.failure = Some(GatewayError::PasswordExpired(String::new()));
+            return Ok(true);
+        }
+        let err = GatewayError::PasswordExpired(builtin.expired_page_for("/"));
+        self.reject(session, ctx, err).await
+    }
+
     /// Answers an error found while admitting the request.
     async fn answer(
         &self,
@@ -799,6 +834,18 @@ impl ProxyHttp for Gateway {
         let Some(route) = self.route(ctx) else {
             return self.answer(session, ctx, GatewayError::Internal).await;
         };
+        if let Some(p) = principal.as_deref()
+            && self.password_expired(p)
+        {
+            let open = matches!(route.target, RouteTarget::Builtin)
+                && ctx
+                    .rest
+                    .as_deref()
+                    .is_some_and(crate::handlers::open_while_expired);
+            if !open {
+                return self.password_change_required(session, ctx).await;
+            }
+        }
         match route.target {
             RouteTarget::Builtin => {
                 let rest = ctx.rest.take().unwrap_or_default();

@@ -135,6 +135,9 @@ pub fn json_body(err: &GatewayError) -> String {
     if let GatewayError::Validation { field, .. } = err {
         body["error"]["field"] = serde_json::json!(field);
     }
+    if let GatewayError::PasswordPolicy { rule, .. } = err {
+        body["error"]["rule"] = serde_json::json!(rule);
+    }
     if let GatewayError::ImageParam { param, .. } = err {
         body["error"]["field"] = serde_json::json!(param);
     }

@@ -1,4 +1,5 @@
-//! Deletes expired sessions and publishes how many are active, once a minute.
+//! Deletes expired sessions and old account tokens, and publishes how many sessions are
+//! active, once a minute.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,10 @@ impl SessionJanitor {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "expired sessions removed"),
             Err(e) => tracing::warn!(error = %e, "could not remove expired sessions"),
+        }
+        // Expired account tokens are kept a day, so that a late click is told "expired".
+        if let Err(e) = store.delete_stale_account_tokens(now - 86_400).await {
+            tracing::warn!(error = %e, "could not remove old account tokens");
         }
         match store.count_active_sessions(now).await {
             Ok(n) => self.metrics.sessions_active.set(n),

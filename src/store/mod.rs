@@ -1,7 +1,9 @@
 //! The database: SQLite (embedded default) or PostgreSQL, chosen by the URL, through one sqlx `Any`
 //! pool. Queries use `$N` placeholders, which both backends accept; times are Unix seconds.
 
+mod accounts;
 mod events;
+mod mail;
 mod sessions;
 mod users;
 
@@ -11,9 +13,14 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use accounts::{AccountToken, PasswordChange};
 pub use events::{Event, EventFilter, NewEvent};
+pub use mail::{DueMail, MailRecord, NewMail};
 pub use sessions::SessionRecord;
-pub use users::{NewUser, ProfileUpdate, RoleInfo, User, UserFilter, UserStatus};
+pub use users::{
+    NewUser, ProfileUpdate, RoleInfo, User, UserFilter, UserStatus, validate_email,
+    validate_username,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -3,8 +3,11 @@
 
 use serde_json::{Value, json};
 
+use super::policy::{Identity, PasswordPolicy, PolicyViolation};
 use crate::auth::{PasswordError, Passwords};
-use crate::store::{NewEvent, NewUser, ProfileUpdate, Store, StoreError, User, UserStatus};
+use crate::store::{
+    NewEvent, NewUser, PasswordChange, ProfileUpdate, Store, StoreError, User, UserStatus,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -12,8 +15,8 @@ pub enum AccountError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Password(#[from] PasswordError),
-    #[error("the password must be at least {0} characters")]
-    PasswordTooShort(usize),
+    #[error(transparent)]
+    Policy(#[from] PolicyViolation),
 }
 
 /// Who makes a change: an admin's username, or `cli:USER` for the command line.
@@ -38,7 +41,7 @@ pub struct UserDraft {
 pub struct Accounts<'a> {
     pub store: &'a Store,
     pub passwords: &'a Passwords,
-    pub min_password_length: usize,
+    pub policy: &'a PasswordPolicy,
     pub actor: Actor,
     pub now: i64,
 }
@@ -62,16 +65,22 @@ impl Accounts<'_> {
         Ok(())
     }
 
-    async fn hash(&self, password: String) -> Result<String, AccountError> {
-        if password.chars().count() < self.min_password_length {
-            return Err(AccountError::PasswordTooShort(self.min_password_length));
-        }
+    /// The policy's rules (history aside: an admin does not know the user's old passwords),
+    /// then the hash.
+    async fn hash(&self, password: String, who: Identity<'_>) -> Result<String, AccountError> {
+        self.policy.check(&password, &who)?;
         Ok(self.passwords.hash(password).await?)
     }
 
     pub async fn create_user(&self, draft: UserDraft) -> Result<User, AccountError> {
-        let password_hash = match draft.password {
-            Some(password) => Some(self.hash(password).await?),
+        let who = Identity {
+            username: &draft.username,
+            email: &draft.email,
+            given_name: &draft.given_name,
+            surname: &draft.surname,
+        };
+        let password_hash = match draft.password.clone() {
+            Some(password) => Some(self.hash(password, who).await?),
             None => None,
         };
         let new = NewUser {
@@ -84,6 +93,11 @@ impl Accounts<'_> {
             roles: draft.roles,
         };
         let user = self.store.create_user(&new, self.now).await?;
+        if let Some(hash) = &new.password_hash {
+            self.store
+                .remember_password(&user.id, hash, self.policy.history, self.now)
+                .await?;
+        }
         let detail = json!({"username": user.username, "roles": user.roles});
         self.event("user.created", Some(&user.id), detail).await?;
         Ok(user)
@@ -109,11 +123,22 @@ impl Accounts<'_> {
     }
 
     /// Also ends the user's sessions.
-    pub async fn set_password(&self, user_id: &str, password: String) -> Result<(), AccountError> {
-        let hash = self.hash(password).await?;
-        self.store
-            .set_password_hash(user_id, &hash, self.now)
-            .await?;
+    pub async fn set_password(&self, user: &User, password: String) -> Result<(), AccountError> {
+        let who = Identity {
+            username: &user.username,
+            email: &user.email,
+            given_name: &user.given_name,
+            surname: &user.surname,
+        };
+        let hash = self.hash(password, who).await?;
+        let change = PasswordChange {
+            user_id: &user.id,
+            hash: &hash,
+            keep_history: self.policy.history,
+            verifies: false,
+        };
+        self.store.change_password(&change, self.now).await?;
+        let user_id = user.id.as_str();
         self.event("user.password_set", Some(user_id), json!({}))
             .await
     }
