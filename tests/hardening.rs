@@ -586,7 +586,7 @@ async fn cross_site_writes_with_the_admins_cookie_are_refused() {
     let g = start("").await;
     g.p.add_user("root", "roots password", &["admin"]).await;
     let cookie = g.login("root", "roots password").await;
-    let body = json!({"username": "mallory", "email": "m@example.com", "password": "mallorys password", "roles": ["admin"]}).to_string();
+    let body = json!({"username": "mallory", "email": "m@example.com", "password": "a sturdy passphrase", "roles": ["admin"]}).to_string();
     let post = |content_type: &str, origin: Option<&str>, site: Option<&str>| {
         let mut r = client()
             .post(g.p.url("/_postern/admin/users"))

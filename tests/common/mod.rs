@@ -148,6 +148,9 @@ pub struct Postern {
     pub data_dir: tempfile::TempDir,
     signal: mpsc::UnboundedSender<ShutdownSignal>,
     thread: Option<JoinHandle<()>>,
+    config: String,
+    vars: Vec<(String, String)>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Postern {
@@ -162,6 +165,42 @@ impl Postern {
     pub fn start_with_clock(config: &str, vars: &[(&str, String)], clock: Arc<dyn Clock>) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let database = TestDatabase::new(data_dir.path());
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        Self::launch(config, vars, clock, data_dir, database)
+    }
+
+    /// Stops this instance and starts a new process-equivalent on the same data directory and
+    /// database (new ports): what survives a restart.
+    pub async fn restart(mut self) -> Self {
+        let _ = self.signal.send(ShutdownSignal::FastShutdown);
+        if let Some(thread) = self.thread.take() {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .expect("join task")
+                .expect("server thread panicked");
+        }
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().expect("tempdir"));
+        let database = std::mem::replace(
+            &mut self.database,
+            TestDatabase {
+                url: String::new(),
+                schema: None,
+            },
+        );
+        let (config, vars, clock) = (self.config.clone(), self.vars.clone(), self.clock.clone());
+        tokio::task::spawn_blocking(move || Self::launch(&config, vars, clock, data_dir, database))
+            .await
+            .expect("restart")
+    }
+
+    fn launch(
+        config: &str,
+        vars: Vec<(String, String)>,
+        clock: Arc<dyn Clock>,
+        data_dir: tempfile::TempDir,
+        database: TestDatabase,
+    ) -> Self {
+        let original_config = config.to_string();
         let config = if config.contains("[database]") {
             config.to_string()
         } else {
@@ -169,17 +208,14 @@ impl Postern {
         };
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let ops_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut env: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
+        let mut env: HashMap<String, String> = vars.iter().cloned().collect();
         env.insert("LISTEN".into(), addr.to_string());
         env.insert("OPS".into(), ops_addr.to_string());
         env.insert("DATA".into(), data_dir.path().display().to_string());
         env.insert("TEST_DATABASE_URL".into(), database.url.clone());
         let settings = postern::config::parse(&config, &|name| env.get(name).cloned())
             .unwrap_or_else(|problems| panic!("test config invalid: {problems:?}"));
-        let built = build_server_with_clock(settings, ServeOptions::default(), clock)
+        let built = build_server_with_clock(settings, ServeOptions::default(), clock.clone())
             .expect("build server");
         let store = built.store.clone();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -206,7 +242,16 @@ impl Postern {
             data_dir,
             signal: tx,
             thread: Some(thread),
+            config: original_config,
+            vars,
+            clock,
         }
+    }
+
+    /// The messages in the mail outbox (`DATA/mail/*.eml`), oldest first, once there are at
+    /// least `count` (waits up to 20 s).
+    pub async fn outbox(&self, count: usize) -> Vec<String> {
+        mail_files(&self.data_dir.path().join("mail"), count).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -296,6 +341,67 @@ impl Drop for Postern {
             let _ = thread.join();
         }
     }
+}
+
+/// The `.eml` files in `dir`, by name, once there are at least `count` (waits up to 20 s).
+pub async fn mail_files(dir: &std::path::Path, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if names.len() >= count {
+            names.sort();
+            return names
+                .iter()
+                .map(|p| std::fs::read_to_string(p).expect("read mail"))
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {count} message(s) in {}, found {}",
+            dir.display(),
+            names.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A message's text with quoted-printable soft line breaks and `=3D` undone (enough to read
+/// links out of it).
+pub fn mail_text(message: &str) -> String {
+    message.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
+}
+
+/// The token of the first link to built-in endpoint `endpoint` in `message`.
+pub fn mail_token(message: &str, endpoint: &str) -> String {
+    let text = mail_text(message);
+    let marker = format!("/_postern/{endpoint}?token=");
+    let start = text
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {marker} link in:\n{text}"))
+        + marker.len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+/// A header of a message (first occurrence), unfolded.
+pub fn mail_header(message: &str, name: &str) -> Option<String> {
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    message
+        .split("\r\n\r\n")
+        .next()?
+        .split("\r\n")
+        .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+        .map(|l| l[prefix.len()..].trim().to_string())
 }
 
 /// A real upstream HTTP app. Every request is echoed back as JSON
@@ -616,11 +722,26 @@ impl Drop for S3Server {
 
 /// A TLS acceptor with a fresh self-signed certificate for `host`.
 pub fn self_signed_acceptor(host: &str) -> Arc<openssl::ssl::SslAcceptor> {
+    use openssl::ssl::{SslAcceptor, SslMethod};
+    let (cert, key) = self_signed(host);
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    acceptor.set_private_key(&key).unwrap();
+    acceptor.set_certificate(&cert).unwrap();
+    Arc::new(acceptor.build())
+}
+
+/// A fresh self-signed certificate for `host` (also its subject alternative name), valid a day.
+pub fn self_signed(
+    host: &str,
+) -> (
+    openssl::x509::X509,
+    openssl::pkey::PKey<openssl::pkey::Private>,
+) {
     use openssl::asn1::Asn1Time;
     use openssl::hash::MessageDigest;
     use openssl::pkey::PKey;
     use openssl::rsa::Rsa;
-    use openssl::ssl::{SslAcceptor, SslMethod};
+    use openssl::x509::extension::SubjectAlternativeName;
     use openssl::x509::{X509, X509NameBuilder};
     let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
     let mut name = X509NameBuilder::new().unwrap();
@@ -635,12 +756,13 @@ pub fn self_signed_acceptor(host: &str) -> Arc<openssl::ssl::SslAcceptor> {
         .unwrap();
     cert.set_not_after(&Asn1Time::days_from_now(1).unwrap())
         .unwrap();
+    let san = SubjectAlternativeName::new()
+        .dns(host)
+        .build(&cert.x509v3_context(None, None))
+        .unwrap();
+    cert.append_extension(san).unwrap();
     cert.sign(&key, MessageDigest::sha256()).unwrap();
-    let cert = cert.build();
-    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
-    acceptor.set_private_key(&key).unwrap();
-    acceptor.set_certificate(&cert).unwrap();
-    Arc::new(acceptor.build())
+    (cert.build(), key)
 }
 
 /// Resident memory of this process, in bytes.
