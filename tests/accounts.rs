@@ -197,7 +197,10 @@ async fn verification_blocks_login_until_the_link_is_followed_once() {
         None,
     )
     .await;
-    assert_eq!((a.status, a.body["status"].as_str()), (201, Some("unverified")));
+    assert_eq!(
+        (a.status, a.body["status"].as_str()),
+        (201, Some("unverified"))
+    );
     assert_eq!(login(p, "vera", "violet skies at noon").await.status, 401);
 
     let mail = p.outbox(1).await;
@@ -215,11 +218,21 @@ async fn verification_blocks_login_until_the_link_is_followed_once() {
     assert!(!stored.is_empty() && stored.iter().all(|h| h != &token && h.len() == 64));
     store.close().await;
 
-    let wrong = get(p, "/_postern/verify?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", None).await;
+    let wrong = get(
+        p,
+        "/_postern/verify?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        None,
+    )
+    .await;
     assert_eq!((wrong.status, wrong.code()), (400, "invalid_account_token"));
 
     let ok = get(p, &format!("/_postern/verify?token={token}"), None).await;
-    assert_eq!((ok.status, ok.body["status"].as_str()), (200, Some("verified")), "{}", ok.body);
+    assert_eq!(
+        (ok.status, ok.body["status"].as_str()),
+        (200, Some("verified")),
+        "{}",
+        ok.body
+    );
     assert_eq!(ok.body["user"]["status"], "enabled");
     assert_eq!(login(p, "vera", "violet skies at noon").await.status, 200);
     let again = get(p, &format!("/_postern/verify?token={token}"), None).await;
@@ -227,8 +240,14 @@ async fn verification_blocks_login_until_the_link_is_followed_once() {
 
     let mail = p.outbox(3).await;
     let subjects: Vec<String> = mail.iter().map(|m| subject(m)).collect();
-    assert!(subjects.contains(&"Your account has been confirmed".to_string()), "{subjects:?}");
-    assert!(subjects.contains(&"Welcome to Example".to_string()), "{subjects:?}");
+    assert!(
+        subjects.contains(&"Your account has been confirmed".to_string()),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects.contains(&"Welcome to Example".to_string()),
+        "{subjects:?}"
+    );
     assert_eq!(events(p, "account.verified").await.len(), 1);
     let sent = events(p, "mail.sent").await;
     assert!(sent.len() >= 3);
@@ -250,15 +269,29 @@ async fn verification_blocks_login_until_the_link_is_followed_once() {
     let late_token = mail_token(mail.last().unwrap(), "verify");
     g.clock.advance(3601);
     let expired = get(p, &format!("/_postern/verify?token={late_token}"), None).await;
-    assert_eq!((expired.status, expired.code()), (410, "account_token_expired"));
+    assert_eq!(
+        (expired.status, expired.code()),
+        (410, "account_token_expired")
+    );
     let resend = post(p, "/_postern/verify", json!({"login": "late"}), None).await;
-    let nobody = post(p, "/_postern/verify", json!({"login": "nobody-at-all"}), None).await;
+    let nobody = post(
+        p,
+        "/_postern/verify",
+        json!({"login": "nobody-at-all"}),
+        None,
+    )
+    .await;
     assert_eq!(resend.status, 202);
     assert_eq!((resend.status, &resend.body), (nobody.status, &nobody.body));
     let mail = p.outbox(5).await;
     let fresh = mail_token(mail.last().unwrap(), "verify");
     assert_ne!(fresh, late_token);
-    assert_eq!(get(p, &format!("/_postern/verify?token={fresh}"), None).await.status, 200);
+    assert_eq!(
+        get(p, &format!("/_postern/verify?token={fresh}"), None)
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -269,11 +302,26 @@ async fn forgot_and_reset_without_enumeration() {
     let other_session = login(p, "rita", "old password here").await.cookie.unwrap();
 
     let known = post(p, "/_postern/forgot", json!({"login": "rita"}), None).await;
-    let unknown = post(p, "/_postern/forgot", json!({"login": "nobody@example.com"}), None).await;
+    let unknown = post(
+        p,
+        "/_postern/forgot",
+        json!({"login": "nobody@example.com"}),
+        None,
+    )
+    .await;
     assert_eq!(known.status, 202);
     assert_eq!((known.status, &known.body), (unknown.status, &unknown.body));
-    let by_email = post(p, "/_postern/forgot", json!({"email": "rita@example.com"}), None).await;
-    assert_eq!((by_email.status, &by_email.body), (known.status, &known.body));
+    let by_email = post(
+        p,
+        "/_postern/forgot",
+        json!({"email": "rita@example.com"}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (by_email.status, &by_email.body),
+        (known.status, &known.body)
+    );
 
     let mail = p.outbox(2).await;
     assert_eq!(mail.len(), 2, "only the real account got mail");
@@ -281,37 +329,97 @@ async fn forgot_and_reset_without_enumeration() {
     // the newer link replaced the older one
     let first = mail_token(&mail[0], "reset");
     let token = mail_token(&mail[1], "reset");
-    assert_eq!(get(p, &format!("/_postern/reset?token={first}"), None).await.status, 400);
+    assert_eq!(
+        get(p, &format!("/_postern/reset?token={first}"), None)
+            .await
+            .status,
+        400
+    );
     let valid = get(p, &format!("/_postern/reset?token={token}"), None).await;
-    assert_eq!((valid.status, valid.body["status"].as_str()), (200, Some("valid")));
+    assert_eq!(
+        (valid.status, valid.body["status"].as_str()),
+        (200, Some("valid"))
+    );
 
-    let weak = post(p, "/_postern/reset", json!({"token": token, "password": "password123"}), None).await;
-    assert_eq!((weak.status, weak.body["error"]["rule"].as_str()), (422, Some("blocklist")));
-    let done = post(p, "/_postern/reset", json!({"token": token, "password": "new password there"}), None).await;
-    assert_eq!((done.status, done.body["status"].as_str()), (200, Some("reset")), "{}", done.body);
-    let reused = post(p, "/_postern/reset", json!({"token": token, "password": "another one again"}), None).await;
-    assert_eq!((reused.status, reused.code()), (400, "invalid_account_token"));
+    let weak = post(
+        p,
+        "/_postern/reset",
+        json!({"token": token, "password": "password123"}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (weak.status, weak.body["error"]["rule"].as_str()),
+        (422, Some("blocklist"))
+    );
+    let done = post(
+        p,
+        "/_postern/reset",
+        json!({"token": token, "password": "new password there"}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (done.status, done.body["status"].as_str()),
+        (200, Some("reset")),
+        "{}",
+        done.body
+    );
+    let reused = post(
+        p,
+        "/_postern/reset",
+        json!({"token": token, "password": "another one again"}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (reused.status, reused.code()),
+        (400, "invalid_account_token")
+    );
 
     assert_eq!(login(p, "rita", "old password here").await.status, 401);
     assert_eq!(login(p, "rita", "new password there").await.status, 200);
-    assert_eq!(get(p, "/_postern/me", Some(&other_session)).await.status, 401, "sessions ended");
+    assert_eq!(
+        get(p, "/_postern/me", Some(&other_session)).await.status,
+        401,
+        "sessions ended"
+    );
     let mail = p.outbox(3).await;
     assert_eq!(subject(&mail[2]), "Your password has been reset");
     assert_eq!(events(p, "password.reset_requested").await.len(), 2);
     assert_eq!(events(p, "password.reset").await.len(), 1);
 
     // a link past its lifetime: 410
-    assert_eq!(post(p, "/_postern/forgot", json!({"login": "rita"}), None).await.status, 202);
+    assert_eq!(
+        post(p, "/_postern/forgot", json!({"login": "rita"}), None)
+            .await
+            .status,
+        202
+    );
     let mail = p.outbox(4).await;
     let late = mail_token(&mail[3], "reset");
     g.clock.advance(31 * 60);
-    let expired = post(p, "/_postern/reset", json!({"token": late, "password": "yet another phrase"}), None).await;
-    assert_eq!((expired.status, expired.code()), (410, "account_token_expired"));
+    let expired = post(
+        p,
+        "/_postern/reset",
+        json!({"token": late, "password": "yet another phrase"}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (expired.status, expired.code()),
+        (410, "account_token_expired")
+    );
 
     let metrics = p.metrics().await;
-    assert!(metrics.contains("postern_account_tokens_total{purpose=\"reset\",result=\"issued\"} 3"), "{metrics}");
+    assert!(
+        metrics.contains("postern_account_tokens_total{purpose=\"reset\",result=\"issued\"} 3"),
+        "{metrics}"
+    );
     assert!(metrics.contains("postern_account_tokens_total{purpose=\"reset\",result=\"used\"} 1"));
-    assert!(metrics.contains("postern_account_tokens_total{purpose=\"reset\",result=\"expired\"} 1"));
+    assert!(
+        metrics.contains("postern_account_tokens_total{purpose=\"reset\",result=\"expired\"} 1")
+    );
     assert!(metrics.contains("postern_mail_total{kind=\"password_reset\",result=\"sent\"} 3"));
     assert!(metrics.contains("postern_mail_queue_depth 0"));
 }
@@ -330,10 +438,19 @@ async fn forms_need_the_csrf_token_and_mail_is_rate_limited_per_account() {
         .unwrap();
     assert_eq!(forged.status(), 403);
     for _ in 0..4 {
-        assert_eq!(post(p, "/_postern/forgot", json!({"login": "fran"}), None).await.status, 202);
+        assert_eq!(
+            post(p, "/_postern/forgot", json!({"login": "fran"}), None)
+                .await
+                .status,
+            202
+        );
     }
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert_eq!(p.outbox(2).await.len(), 2, "two mails an hour for one account");
+    assert_eq!(
+        p.outbox(2).await.len(),
+        2,
+        "two mails an hour for one account"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -341,8 +458,14 @@ async fn change_with_history_ends_other_sessions_and_keeps_this_one() {
     let g = start("", "[passwords]\nhistory = 2").await;
     let p = &g.p;
     p.add_user("hal", "first passphrase one", &[]).await;
-    let elsewhere = login(p, "hal", "first passphrase one").await.cookie.unwrap();
-    let mut here = login(p, "hal", "first passphrase one").await.cookie.unwrap();
+    let elsewhere = login(p, "hal", "first passphrase one")
+        .await
+        .cookie
+        .unwrap();
+    let mut here = login(p, "hal", "first passphrase one")
+        .await
+        .cookie
+        .unwrap();
 
     let change = |current: &'static str, new: &'static str, cookie: String| async move {
         post(
@@ -354,30 +477,60 @@ async fn change_with_history_ends_other_sessions_and_keeps_this_one() {
         .await
     };
     let wrong = change("not the password", "second passphrase two", here.clone()).await;
-    assert_eq!((wrong.status, wrong.code()), (403, "wrong_password"), "{}", wrong.body);
+    assert_eq!(
+        (wrong.status, wrong.code()),
+        (403, "wrong_password"),
+        "{}",
+        wrong.body
+    );
     let same = change("first passphrase one", "first passphrase one", here.clone()).await;
-    assert_eq!((same.status, same.body["error"]["rule"].as_str()), (422, Some("history")));
+    assert_eq!(
+        (same.status, same.body["error"]["rule"].as_str()),
+        (422, Some("history"))
+    );
 
-    let ok = change("first passphrase one", "second passphrase two", here.clone()).await;
+    let ok = change(
+        "first passphrase one",
+        "second passphrase two",
+        here.clone(),
+    )
+    .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     here = ok.cookie.expect("a new session for this client");
     assert_eq!(get(p, "/_postern/me", Some(&here)).await.status, 200);
     assert_eq!(get(p, "/_postern/me", Some(&elsewhere)).await.status, 401);
 
-    let ok = change("second passphrase two", "third passphrase three", here.clone()).await;
+    let ok = change(
+        "second passphrase two",
+        "third passphrase three",
+        here.clone(),
+    )
+    .await;
     assert_eq!(ok.status, 200);
     here = ok.cookie.unwrap();
     // the last 2 (current and previous) are refused; the one before them is accepted
     for reused in ["third passphrase three", "second passphrase two"] {
         let r = change("third passphrase three", reused, here.clone()).await;
-        assert_eq!((r.status, r.body["error"]["rule"].as_str()), (422, Some("history")), "{reused}");
+        assert_eq!(
+            (r.status, r.body["error"]["rule"].as_str()),
+            (422, Some("history")),
+            "{reused}"
+        );
     }
-    let ok = change("third passphrase three", "first passphrase one", here.clone()).await;
+    let ok = change(
+        "third passphrase three",
+        "first passphrase one",
+        here.clone(),
+    )
+    .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
     here = ok.cookie.unwrap();
 
     let mail = p.outbox(3).await;
-    assert!(mail.iter().all(|m| subject(m) == "Your password was changed"));
+    assert!(
+        mail.iter()
+            .all(|m| subject(m) == "Your password was changed")
+    );
     assert_eq!(events(p, "password.changed").await.len(), 3);
     let store = p.store().await;
     let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM password_history")
@@ -467,7 +620,10 @@ async fn an_expired_password_restricts_the_session_until_it_is_changed() {
     assert_eq!(events(p, "password.expired_login").await.len(), 1);
 
     let me = get(p, "/_postern/me", Some(&cookie)).await;
-    assert_eq!((me.status, me.body["password_expired"].as_bool()), (200, Some(true)));
+    assert_eq!(
+        (me.status, me.body["password_expired"].as_bool()),
+        (200, Some(true))
+    );
     let api = get(p, "/reports", Some(&cookie)).await;
     assert_eq!((api.status, api.code()), (403, "password_expired"));
     let browser = http_client()
@@ -492,7 +648,12 @@ async fn an_expired_password_restricts_the_session_until_it_is_changed() {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("Your password has expired"));
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Your password has expired")
+    );
 
     let changed = post(
         p,
@@ -504,7 +665,11 @@ async fn an_expired_password_restricts_the_session_until_it_is_changed() {
     assert_eq!(changed.status, 200, "{}", changed.body);
     let cookie = changed.cookie.unwrap();
     assert_eq!(changed.body["user"]["password_expired"], false);
-    assert_eq!(get(p, "/reports", Some(&cookie)).await.status, 200, "the restriction lifted");
+    assert_eq!(
+        get(p, "/reports", Some(&cookie)).await.status,
+        200,
+        "the restriction lifted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -512,7 +677,10 @@ async fn an_admin_invites_a_user_who_verifies_and_chooses_a_password() {
     let g = start("", "").await;
     let p = &g.p;
     p.add_user("boss", "the boss passphrase", &["admin"]).await;
-    let admin = login(p, "boss", "the boss passphrase").await.cookie.unwrap();
+    let admin = login(p, "boss", "the boss passphrase")
+        .await
+        .cookie
+        .unwrap();
     let created = post(
         p,
         "/_postern/admin/users",
@@ -526,8 +694,17 @@ async fn an_admin_invites_a_user_who_verifies_and_chooses_a_password() {
     let mail = p.outbox(1).await;
     let token = mail_token(&mail[0], "verify");
     let first = get(p, &format!("/_postern/verify?token={token}"), None).await;
-    assert_eq!(first.body["status"], "password_required", "the token is not used up yet");
-    let weak = post(p, "/_postern/verify", json!({"token": token, "password": "newbie"}), None).await;
+    assert_eq!(
+        first.body["status"], "password_required",
+        "the token is not used up yet"
+    );
+    let weak = post(
+        p,
+        "/_postern/verify",
+        json!({"token": token, "password": "newbie"}),
+        None,
+    )
+    .await;
     assert_eq!(weak.status, 422);
     let done = post(
         p,
@@ -539,11 +716,20 @@ async fn an_admin_invites_a_user_who_verifies_and_chooses_a_password() {
     assert_eq!(done.status, 200, "{}", done.body);
     let session = done.cookie.expect("signed in");
     let me = get(p, "/_postern/me", Some(&session)).await;
-    assert_eq!((me.status, me.body["status"].as_str()), (200, Some("enabled")));
+    assert_eq!(
+        (me.status, me.body["status"].as_str()),
+        (200, Some("enabled"))
+    );
 
     // an admin-triggered reset mails a link
     let id = created.body["id"].as_str().unwrap();
-    let reset = post(p, &format!("/_postern/admin/users/{id}/reset-password"), json!({}), Some(&admin)).await;
+    let reset = post(
+        p,
+        &format!("/_postern/admin/users/{id}/reset-password"),
+        json!({}),
+        Some(&admin),
+    )
+    .await;
     assert_eq!(reset.status, 202, "{}", reset.body);
     let mail = p.outbox(4).await;
     assert!(mail.iter().any(|m| m.contains("/_postern/reset?token")));
@@ -581,7 +767,10 @@ upstream = "app"
         None,
     )
     .await;
-    assert_eq!((register.status, register.code()), (403, "registration_closed"));
+    assert_eq!(
+        (register.status, register.code()),
+        (403, "registration_closed")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -591,7 +780,11 @@ async fn account_requests_are_rate_limited_per_address() {
     let p = Postern::start(&config, &[("APP", app.url())]);
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        statuses.push(post(&p, "/_postern/forgot", json!({"login": "x"}), None).await.status);
+        statuses.push(
+            post(&p, "/_postern/forgot", json!({"login": "x"}), None)
+                .await
+                .status,
+        );
     }
     assert_eq!(statuses, [202, 202, 202, 429, 429]);
 }

@@ -1,14 +1,49 @@
-//! A real browser through the login page: headless Chromium (Debian's), driven by
-//! `tests/browser/login.mjs` with playwright-core. Needs `./dev test-setup`; without Chromium
-//! the test says so and passes, except in CI (or with POSTERN_BROWSER_TESTS=1), where it fails.
+//! A real browser through the login and account pages: headless Chromium (Debian's), driven by
+//! `tests/browser/*.mjs` with playwright-core. Needs `./dev test-setup`; without Chromium the
+//! tests say so and pass, except in CI (or with POSTERN_BROWSER_TESTS=1), where they fail.
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
+use std::sync::Arc;
+
 use common::{Postern, Upstream, base_config};
-use serde_json::Value;
+use postern::auth::{Clock, ManualClock, SystemClock};
+use serde_json::{Value, json};
+
+/// Runs `tests/browser/SCRIPT` with `args` and returns the JSON line it printed.
+async fn run_script(script: &str, args: Vec<String>) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("one JSON line")
+}
+
+fn echoed_header(seen: &Value, name: &str) -> Option<String> {
+    seen["echoed"]["headers"]
+        .as_array()?
+        .iter()
+        .find(|pair| pair[0] == name)
+        .and_then(|pair| pair[1].as_str())
+        .map(str::to_owned)
+}
 
 fn browser_available() -> bool {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -60,24 +95,8 @@ upstream = "app"
         .add_user("browser-user", "a browser password", &["staff"])
         .await;
     let base = format!("http://localhost:{}", p.addr.port());
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/login.mjs");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(script)
-            .args([base.as_str(), "browser-user", "a browser password"])
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("one JSON line");
+    let args = vec![base, "browser-user".into(), "a browser password".into()];
+    let seen = run_script("login.mjs", args).await;
 
     assert!(
         seen["loginUrl"]
@@ -91,14 +110,7 @@ upstream = "app"
         seen["finalUrl"].as_str().unwrap(),
         format!("http://localhost:{}/reports/q3?year=2026", p.addr.port())
     );
-    let echoed_headers = seen["echoed"]["headers"].as_array().unwrap();
-    let header = |name: &str| {
-        echoed_headers
-            .iter()
-            .find(|pair| pair[0] == name)
-            .and_then(|pair| pair[1].as_str())
-            .map(str::to_owned)
-    };
+    let header = |name: &str| echoed_header(&seen, name);
     assert_eq!(header("x-postern-user").as_deref(), Some("browser-user"));
     assert_eq!(
         header("x-postern-user-id").as_deref(),
@@ -114,4 +126,157 @@ upstream = "app"
     assert_eq!(session_cookie["httpOnly"], true);
     assert_eq!(session_cookie["secure"], true);
     assert_eq!(session_cookie["sameSite"], "Lax");
+}
+
+/// A gateway with mail to the outbox and passwords that expire after 30 days, on a clock the
+/// test moves.
+async fn account_gateway() -> (Postern, Upstream, ManualClock) {
+    let app = Upstream::start("app").await;
+    let config = format!(
+        r#"{}
+[upstreams.app]
+backends = ["${{APP}}"]
+
+[accounts]
+public_url = "https://mail-link.example"
+rate_per_minute = 1000
+
+[mail]
+transport = "outbox"
+
+[passwords]
+max_age = "30d"
+
+[[routes]]
+name = "postern"
+path = "/_postern/"
+kind = "builtin"
+
+[[routes]]
+name = "app"
+path = "/"
+upstream = "app"
+"#,
+        base_config("")
+    );
+    let clock = ManualClock::new(SystemClock.now());
+    let shared = Arc::new(clock.clone());
+    let vars = [("APP", app.url())];
+    let p = tokio::task::spawn_blocking(move || Postern::start_with_clock(&config, &vars, shared))
+        .await
+        .unwrap();
+    (p, app, clock)
+}
+
+fn flow_args(
+    p: &Postern,
+    flow: &str,
+    user: &str,
+    password: &str,
+    new_password: &str,
+) -> Vec<String> {
+    vec![
+        flow.into(),
+        format!("http://localhost:{}", p.addr.port()),
+        p.data_dir.path().join("mail").display().to_string(),
+        user.into(),
+        password.into(),
+        new_password.into(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_resets_a_forgotten_password_from_the_mailed_link() {
+    if !browser_available() {
+        return;
+    }
+    let (p, _app, _clock) = account_gateway().await;
+    p.add_user("forgetful", "the lost passphrase", &[]).await;
+    let args = flow_args(&p, "reset", "forgetful", "", "a remembered passphrase");
+    let seen = run_script("accounts.mjs", args).await;
+    assert_eq!(
+        seen["titles"],
+        json!([
+            "Forgot your password?",
+            "Check your mail",
+            "Choose a new password",
+            "Password changed",
+            ""
+        ]),
+        "{seen}"
+    );
+    assert!(
+        seen["sentMessage"]
+            .as_str()
+            .unwrap()
+            .contains("If an account matches")
+    );
+    assert_eq!(
+        echoed_header(&seen, "x-postern-user").as_deref(),
+        Some("forgetful")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_accepts_an_invitation_and_chooses_a_password() {
+    if !browser_available() {
+        return;
+    }
+    let (p, _app, _clock) = account_gateway().await;
+    p.add_user("chief", "the chief passphrase", &["admin"])
+        .await;
+    let admin = p.login_cookie("chief", "the chief passphrase").await;
+    let created = common::http_client()
+        .post(p.url("/_postern/admin/users"))
+        .header("cookie", admin)
+        .json(&json!({"username": "invitee", "email": "invitee@example.com", "send_verification": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let args = flow_args(&p, "invite", "invitee", "", "my first passphrase");
+    let seen = run_script("accounts.mjs", args).await;
+    assert_eq!(seen["titles"][0], "Set your password", "{seen}");
+    assert_eq!(
+        echoed_header(&seen, "x-postern-user").as_deref(),
+        Some("invitee")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_with_an_expired_password_must_change_it_before_the_app_loads() {
+    if !browser_available() {
+        return;
+    }
+    let (p, _app, clock) = account_gateway().await;
+    p.add_user("stale", "an aging passphrase", &[]).await;
+    clock.advance(31 * 86_400);
+    let args = flow_args(
+        &p,
+        "expired",
+        "stale",
+        "an aging passphrase",
+        "a fresh passphrase",
+    );
+    let seen = run_script("accounts.mjs", args).await;
+    let urls: Vec<&str> = seen["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert!(
+        urls[0].contains("/_postern/login?return_to=%2Freports%2Fq4"),
+        "{seen}"
+    );
+    assert!(
+        urls[1].contains("/_postern/expired?return_to=%2Freports%2Fq4"),
+        "{seen}"
+    );
+    assert_eq!(seen["titles"][1], "Your password has expired");
+    assert!(urls[2].ends_with("/reports/q4"), "{seen}");
+    assert_eq!(
+        echoed_header(&seen, "x-postern-user").as_deref(),
+        Some("stale")
+    );
 }

@@ -146,7 +146,11 @@ async fn forgot(p: &Postern, login: &str) -> u16 {
 }
 
 /// Waits until `check` holds for the queue's newest record.
-async fn wait_for_record(p: &Postern, what: &str, check: impl Fn(&postern::store::MailRecord) -> bool) {
+async fn wait_for_record(
+    p: &Postern,
+    what: &str,
+    check: impl Fn(&postern::store::MailRecord) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let store = p.store().await;
@@ -176,7 +180,10 @@ async fn a_reset_link_arrives_over_starttls_with_auth_and_works() {
     assert_eq!(forgot(&p, "sam@example.com").await, 202);
     let mail = mail_files(inbox.path(), 1).await;
     let message = &mail[0];
-    assert!(message.contains("X-Envelope-From: noreply@example.com"), "{message}");
+    assert!(
+        message.contains("X-Envelope-From: noreply@example.com"),
+        "{message}"
+    );
     assert!(message.contains("X-Envelope-To: sam@example.com"));
     assert!(message.contains("multipart/alternative"));
     assert!(message.contains("text/plain") && message.contains("text/html"));
@@ -198,7 +205,11 @@ async fn a_reset_link_arrives_over_starttls_with_auth_and_works() {
     assert_eq!(login.status(), 200);
     // the notice of the reset follows the link through the same server
     let mail = mail_files(inbox.path(), 2).await;
-    assert!(mail[1].contains("Subject: Your password has been reset"), "{}", mail[1]);
+    assert!(
+        mail[1].contains("Subject: Your password has been reset"),
+        "{}",
+        mail[1]
+    );
     wait_for_record(&p, "the notice is marked sent", |r| r.status == "sent").await;
 }
 
@@ -211,7 +222,11 @@ async fn mail_waits_out_an_smtp_outage_and_a_restart() {
     let port = free_port();
     let app = Upstream::start("app").await;
     let p = Postern::start(
-        &config(port, &certs, "retry_base = \"1s\"\nretry_max = \"1s\"\nmax_attempts = 100"),
+        &config(
+            port,
+            &certs,
+            "retry_base = \"1s\"\nretry_max = \"1s\"\nmax_attempts = 100",
+        ),
         &[("APP", app.url())],
     );
     p.add_user("dora", "the old passphrase", &[]).await;
@@ -239,7 +254,10 @@ async fn mail_waits_out_an_smtp_outage_and_a_restart() {
     assert_eq!(body, None, "a sent message (and its link) is not kept");
     store.close().await;
     let metrics = p.metrics().await;
-    assert!(metrics.contains("postern_mail_total{kind=\"password_reset\",result=\"sent\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("postern_mail_total{kind=\"password_reset\",result=\"sent\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -251,7 +269,11 @@ async fn a_message_that_never_goes_through_is_kept_as_failed_and_can_be_retried(
     let port = free_port();
     let app = Upstream::start("app").await;
     let p = Postern::start(
-        &config(port, &certs, "retry_base = \"1s\"\nretry_max = \"1s\"\nmax_attempts = 2"),
+        &config(
+            port,
+            &certs,
+            "retry_base = \"1s\"\nretry_max = \"1s\"\nmax_attempts = 2",
+        ),
         &[("APP", app.url())],
     );
     p.add_user("fay", "the old passphrase", &[]).await;
@@ -272,7 +294,10 @@ async fn a_message_that_never_goes_through_is_kept_as_failed_and_can_be_retried(
     assert_eq!(failed.len(), 1);
     store.close().await;
     let metrics = p.metrics().await;
-    assert!(metrics.contains("postern_mail_total{kind=\"password_reset\",result=\"failed\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("postern_mail_total{kind=\"password_reset\",result=\"failed\"} 1"),
+        "{metrics}"
+    );
 
     let cli = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_postern"))
@@ -293,7 +318,10 @@ async fn a_message_that_never_goes_through_is_kept_as_failed_and_can_be_retried(
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed[0]["status"], "failed");
     assert_eq!(listed[0]["recipient"], "fay@example.com");
-    assert!(listed[0].get("message").is_none(), "the CLI never shows bodies");
+    assert!(
+        listed[0].get("message").is_none(),
+        "the CLI never shows bodies"
+    );
     let id = listed[0]["id"].as_i64().unwrap().to_string();
 
     let inbox = tempfile::tempdir().unwrap();

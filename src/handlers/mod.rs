@@ -290,7 +290,7 @@ impl Builtin {
         let mut extra = vec![
             (header::CACHE_CONTROL, "no-store".to_string()),
             (header::HeaderName::from_static("x-frame-options"), "DENY".to_string()),
-            (header::REFERRER_POLICY, "no-referrer".to_string()),
+            (header::REFERRER_POLICY, "same-origin".to_string()),
             (
                 header::CONTENT_SECURITY_POLICY,
                 "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'".to_string(),

@@ -78,7 +78,7 @@ fn layout(title: &str, content: &str) -> String {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>{title}</title>
 <style>
 {STYLE}

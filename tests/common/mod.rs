@@ -165,7 +165,10 @@ impl Postern {
     pub fn start_with_clock(config: &str, vars: &[(&str, String)], clock: Arc<dyn Clock>) -> Self {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let database = TestDatabase::new(data_dir.path());
-        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let vars = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         Self::launch(config, vars, clock, data_dir, database)
     }
 
@@ -376,7 +379,10 @@ pub async fn mail_files(dir: &std::path::Path, count: usize) -> Vec<String> {
 /// A message's text with quoted-printable soft line breaks and `=3D` undone (enough to read
 /// links out of it).
 pub fn mail_text(message: &str) -> String {
-    message.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
+    message
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
 }
 
 /// The token of the first link to built-in endpoint `endpoint` in `message`.
