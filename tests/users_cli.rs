@@ -305,3 +305,72 @@ async fn roles_and_events_from_the_command_line() {
     assert_eq!(code, 2);
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invitations_resets_and_the_mail_queue_from_the_command_line() {
+    let cli = Cli::new();
+    let out = cli.ok(
+        &[
+            "user",
+            "add",
+            "ivy",
+            "--email",
+            "ivy@example.com",
+            "--send-verification",
+            "--send-welcome",
+        ],
+        None,
+    );
+    assert!(
+        out.contains("verification mail queued for ivy@example.com"),
+        "{out}"
+    );
+    assert!(out.contains("welcome mail queued"), "{out}");
+    let store = cli.store().await;
+    let ivy = store.user_by_login("ivy").await.unwrap().unwrap();
+    assert_eq!(ivy.status, UserStatus::Unverified);
+    store.close().await;
+
+    let out = cli.ok(&["user", "reset-password", "ivy@example.com"], None);
+    assert!(out.contains("password-reset mail queued"), "{out}");
+    let (code, _, err) = cli.run(&["user", "reset-password", "nobody"], None);
+    assert_eq!((code, err.trim()), (1, "postern: no user named \"nobody\""));
+
+    // queued for the server to send: listed (never with bodies), pending
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["mail", "list", "--json"], None)).unwrap();
+    let kinds: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["password_reset", "welcome", "verification"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] == "pending" && m.get("message").is_none())
+    );
+    assert!(cli.ok(&["mail", "list"], None).contains("ivy@example.com"));
+    assert_eq!(
+        cli.ok(&["mail", "list", "--failed", "--json"], None).trim(),
+        "[]"
+    );
+    let (code, _, err) = cli.run(&["mail", "retry", "1"], None);
+    assert_eq!(code, 1, "only failed messages are retried: {err}");
+    assert!(err.contains("is pending, not failed"), "{err}");
+
+    let store = cli.store().await;
+    let events = store
+        .events(&EventFilter {
+            kind: Some("password.reset_requested".into()),
+            limit: 10,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(events[0].actor.as_deref().unwrap_or("").starts_with("cli:"));
+    store.close().await;
+}
