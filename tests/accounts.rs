@@ -74,7 +74,6 @@ struct Answer {
     status: u16,
     body: Value,
     cookie: Option<String>,
-    location: Option<String>,
 }
 
 impl Answer {
@@ -92,13 +91,11 @@ async fn send(req: reqwest::RequestBuilder) -> Answer {
             .map(|v| v.to_str().unwrap().to_string())
     };
     let cookie = header("set-cookie").map(|c| c.split(';').next().unwrap().to_string());
-    let location = header("location");
     let body = r.json().await.unwrap_or(Value::Null);
     Answer {
         status,
         body,
         cookie,
-        location,
     }
 }
 

@@ -356,20 +356,15 @@ impl Builtin {
             self.lifecycle.resend_verification(login, origin).await;
             return self.accepted(session, &input, "Check your mail").await;
         };
-        let password = match input.get("password") {
-            Some(_) => Some(Self::new_password(&input, "password")),
-            None => None,
-        };
+        let password = input
+            .get("password")
+            .map(|_| Self::new_password(&input, "password"))
+            .transpose();
         let outcome = match password {
-            Some(Err(err)) => Err(err),
-            Some(Ok(password)) => self
+            Err(err) => Err(err),
+            Ok(password) => self
                 .lifecycle
-                .verify(&token, Some(password), &origin)
-                .await
-                .map_err(GatewayError::from),
-            None => self
-                .lifecycle
-                .verify(&token, None, &origin)
+                .verify(&token, password, &origin)
                 .await
                 .map_err(GatewayError::from),
         };

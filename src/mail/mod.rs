@@ -43,9 +43,9 @@ pub enum MailError {
 /// "24 hours", "1 hour", "30 minutes": how mail states a link's lifetime.
 pub fn human_duration(d: Duration) -> String {
     let secs = d.as_secs();
-    let (n, unit) = if secs % 86400 == 0 && secs >= 2 * 86400 {
+    let (n, unit) = if secs.is_multiple_of(86400) && secs >= 2 * 86400 {
         (secs / 86400, "day")
-    } else if secs % 3600 == 0 {
+    } else if secs.is_multiple_of(3600) {
         (secs / 3600, "hour")
     } else {
         (secs.div_ceil(60), "minute")
