@@ -172,6 +172,43 @@ async fn open_registration_without_verification_signs_in_at_once() {
     )
     .await;
     assert_eq!((taken.status, taken.code()), (409, "conflict"));
+    // a username that is someone's email would shadow their login (and their reset mail)
+    let emailish = post(
+        p,
+        "/_postern/register",
+        json!({"username": "dora@example.org", "email": "dora@example.net", "password": "a fine long passphrase"}),
+        None,
+    )
+    .await;
+    assert_eq!(emailish.status, 201);
+    for (username, email) in [
+        ("Walt@Example.com", "mallory@example.com"),
+        ("eve", "DORA@example.org"),
+    ] {
+        let shadow = post(
+            p,
+            "/_postern/register",
+            json!({"username": username, "email": email, "password": "a fine long passphrase"}),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (shadow.status, shadow.code()),
+            (409, "conflict"),
+            "{username} {email}"
+        );
+    }
+    let garbled = post(
+        p,
+        "/_postern/register",
+        json!({"username": "gary", "email": "a,b@example.com", "password": "a fine long passphrase"}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (garbled.status, garbled.body["error"]["field"].as_str()),
+        (422, Some("email"))
+    );
     let short = post(
         p,
         "/_postern/register",
@@ -223,7 +260,31 @@ async fn verification_blocks_login_until_the_link_is_followed_once() {
     .await;
     assert_eq!((wrong.status, wrong.code()), (400, "invalid_account_token"));
 
-    let ok = get(p, &format!("/_postern/verify?token={token}"), None).await;
+    // following the link (as a mail scanner would) uses nothing up: the POST verifies
+    for _ in 0..2 {
+        let peek = get(p, &format!("/_postern/verify?token={token}"), None).await;
+        assert_eq!(
+            peek.body,
+            json!({"status": "valid", "password_required": false})
+        );
+    }
+    assert_eq!(login(p, "vera", "violet skies at noon").await.status, 401);
+    let with_password = post(
+        p,
+        "/_postern/verify",
+        json!({"token": token, "password": "a replacement passphrase"}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            with_password.status,
+            with_password.body["error"]["field"].as_str()
+        ),
+        (422, Some("password")),
+        "a verification link never replaces a password"
+    );
+    let ok = post(p, "/_postern/verify", json!({"token": token}), None).await;
     assert_eq!(
         (ok.status, ok.body["status"].as_str()),
         (200, Some("verified")),
@@ -232,7 +293,7 @@ async fn verification_blocks_login_until_the_link_is_followed_once() {
     );
     assert_eq!(ok.body["user"]["status"], "enabled");
     assert_eq!(login(p, "vera", "violet skies at noon").await.status, 200);
-    let again = get(p, &format!("/_postern/verify?token={token}"), None).await;
+    let again = post(p, "/_postern/verify", json!({"token": token}), None).await;
     assert_eq!((again.status, again.code()), (400, "invalid_account_token"));
 
     let mail = p.outbox(3).await;
@@ -283,12 +344,8 @@ async fn verification_blocks_login_until_the_link_is_followed_once() {
     let mail = p.outbox(5).await;
     let fresh = mail_token(mail.last().unwrap(), "verify");
     assert_ne!(fresh, late_token);
-    assert_eq!(
-        get(p, &format!("/_postern/verify?token={fresh}"), None)
-            .await
-            .status,
-        200
-    );
+    let verified = post(p, "/_postern/verify", json!({"token": fresh}), None).await;
+    assert_eq!(verified.body["status"], "verified");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -637,6 +694,18 @@ async fn an_expired_password_restricts_the_session_until_it_is_changed() {
     );
     let token = post(p, "/_postern/token", json!({}), Some(&cookie)).await;
     assert_eq!((token.status, token.code()), (403, "password_expired"));
+    let same = post(
+        p,
+        "/_postern/expired",
+        json!({"current_password": "original passphrase", "new_password": "original passphrase"}),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(
+        (same.status, same.body["error"]["rule"].as_str()),
+        (422, Some("history")),
+        "the same password does not renew an expired one, history or not"
+    );
     let page = http_client()
         .get(p.url("/_postern/expired"))
         .header("cookie", &cookie)
@@ -692,8 +761,13 @@ async fn an_admin_invites_a_user_who_verifies_and_chooses_a_password() {
     let token = mail_token(&mail[0], "verify");
     let first = get(p, &format!("/_postern/verify?token={token}"), None).await;
     assert_eq!(
-        first.body["status"], "password_required",
-        "the token is not used up yet"
+        first.body,
+        json!({"status": "valid", "password_required": true})
+    );
+    let bare = post(p, "/_postern/verify", json!({"token": token}), None).await;
+    assert_eq!(
+        (bare.status, bare.body["error"]["field"].as_str()),
+        (422, Some("password"))
     );
     let weak = post(
         p,

@@ -68,7 +68,9 @@ impl Accounts<'_> {
     /// The policy's rules (history aside: an admin does not know the user's old passwords),
     /// then the hash.
     async fn hash(&self, password: String, who: Identity<'_>) -> Result<String, AccountError> {
-        self.policy.check(&password, &who)?;
+        self.policy
+            .check_with_strength(self.passwords, &password, &who)
+            .await??;
         Ok(self.passwords.hash(password).await?)
     }
 

@@ -261,32 +261,20 @@ impl Lifecycle {
         who: &Identity<'_>,
         user: Option<&User>,
     ) -> Result<String, LifecycleError> {
-        self.policy.check(password, who)?;
-        if self.policy.min_strength.is_some() {
-            let policy = self.policy.clone();
-            let (pw, inputs) = (
-                password.to_string(),
-                [who.username, who.email, who.given_name, who.surname].map(str::to_string),
-            );
-            self.passwords
-                .compute(move || {
-                    let who = Identity {
-                        username: &inputs[0],
-                        email: &inputs[1],
-                        given_name: &inputs[2],
-                        surname: &inputs[3],
-                    };
-                    policy.check_strength(&pw, &who)
-                })
-                .await
-                .map_err(|e| LifecycleError::Internal(e.to_string()))??;
-        }
-        if let Some(user) = user
-            && self.policy.history > 0
-        {
-            let recent = store
-                .password_history(&user.id, self.policy.history)
-                .await?;
+        self.policy
+            .check_with_strength(&self.passwords, password, who)
+            .await
+            .map_err(|e| LifecycleError::Internal(e.to_string()))??;
+        if let Some(user) = user {
+            // The current password always counts, history or not: "changing" an expired
+            // password to itself must not renew it.
+            let recent = if self.policy.history > 0 {
+                store
+                    .password_history(&user.id, self.policy.history)
+                    .await?
+            } else {
+                Vec::new()
+            };
             let current = user.password_hash.iter().cloned();
             for stored in current.chain(recent) {
                 let verified = self
@@ -299,7 +287,7 @@ impl Lifecycle {
                         "history",
                         format!(
                             "the password must differ from your last {} password(s)",
-                            self.policy.history
+                            self.policy.history.max(1)
                         ),
                     )
                     .into());
@@ -342,6 +330,17 @@ impl Lifecycle {
             .user_by_id(id)
             .await?
             .ok_or(LifecycleError::Token(TokenRejection::Invalid))
+    }
+
+    /// Refuses an address mail could not be sent to, before an account is made for it.
+    pub fn check_mailable(&self, email: &str) -> Result<(), LifecycleError> {
+        match &self.mailer {
+            Some(mailer) if !mailer.accepts_address(email) => Err(LifecycleError::Invalid {
+                field: "email",
+                message: format!("{email:?} is not an address mail can be sent to"),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Issues a verification token and queues the mail with its link.
@@ -417,6 +416,7 @@ impl Lifecycle {
             field: "email",
             message: e.to_string(),
         })?;
+        self.check_mailable(&reg.email)?;
         let who = Identity {
             username: &reg.username,
             email: &reg.email,
@@ -518,9 +518,18 @@ impl Lifecycle {
         if user.status == UserStatus::Disabled {
             return Err(TokenRejection::Invalid.into());
         }
+        let was_unverified = user.status == UserStatus::Unverified;
         let password_set = match (password, user.password_hash.is_some()) {
             (None, false) => return Ok(VerifyOutcome::NeedsPassword { user }),
-            (Some(password), _) => {
+            // A verification link is not a way to replace a password (that is what reset, with
+            // its shorter lifetime, is for).
+            (Some(_), true) => {
+                return Err(LifecycleError::Invalid {
+                    field: "password",
+                    message: "this account has a password: sign in, or ask for a reset link".into(),
+                });
+            }
+            (Some(password), false) => {
                 let hash = self
                     .vet_password(&store, password, &identity(&user), Some(&user))
                     .await?;
@@ -535,17 +544,19 @@ impl Lifecycle {
             }
         };
         let user = self.user(&store, &user.id).await?;
-        self.event(
-            &store,
-            "account.verified",
-            Some(&user),
-            origin,
-            json!({"password_set": password_set}),
-        )
-        .await;
-        self.notify(&store, MailKind::VerificationSuccess, &user)
+        if was_unverified {
+            self.event(
+                &store,
+                "account.verified",
+                Some(&user),
+                origin,
+                json!({"password_set": password_set}),
+            )
             .await;
-        self.send_welcome(&store, &user).await;
+            self.notify(&store, MailKind::VerificationSuccess, &user)
+                .await;
+            self.send_welcome(&store, &user).await;
+        }
         Ok(VerifyOutcome::Verified { user, password_set })
     }
 
@@ -612,7 +623,11 @@ impl Lifecycle {
             .tokens(&store)
             .peek(token, TokenPurpose::Verify)
             .await?;
-        self.user(&store, &user_id).await
+        let user = self.user(&store, &user_id).await?;
+        if user.status == UserStatus::Disabled {
+            return Err(TokenRejection::Invalid.into());
+        }
+        Ok(user)
     }
 
     /// `POST /reset`: a new password with a reset token. Every session of the user ends.

@@ -86,10 +86,7 @@ impl AccountTokens<'_> {
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let token = URL_SAFE_NO_PAD.encode(bytes);
         self.store
-            .invalidate_account_tokens(user_id, purpose.as_str(), self.now)
-            .await?;
-        self.store
-            .insert_account_token(
+            .replace_account_token(
                 &hash(&token),
                 user_id,
                 purpose.as_str(),

@@ -12,7 +12,8 @@ use crate::mail::{
     MailFormat, MailKind, MailSettings, MessageSettings, SmtpSettings, SmtpTls, TransportSettings,
 };
 
-/// The most recent passwords a history check may compare against: each costs one argon2 verify.
+/// The most recent passwords a history check may compare against: a change costs one argon2
+/// verify per entry, and one more for the current password.
 const MAX_HISTORY: usize = 24;
 
 pub(super) fn password_policy(c: &mut Checker, file: &FileConfig) -> PasswordPolicy {
@@ -50,7 +51,7 @@ pub(super) fn password_policy(c: &mut Checker, file: &FileConfig) -> PasswordPol
         Some(toml::Value::Boolean(false)) => Blocklist::none(),
         Some(toml::Value::String(path)) => match std::fs::read_to_string(path) {
             Ok(text) => {
-                let list = Blocklist::parse(&text, path);
+                let list = Blocklist::parse(&text);
                 if list.is_empty() {
                     c.report(
                         "passwords.blocklist",
@@ -376,6 +377,9 @@ fn smtp_settings(c: &mut Checker, m: &MailSection) -> Option<SmtpSettings> {
         s.timeout.as_ref(),
         Duration::from_secs(30),
     );
+    if timeout.is_zero() || timeout > Duration::from_secs(300) {
+        c.report("mail.smtp.timeout", "must be between 1s and 5m");
+    }
     Some(SmtpSettings {
         host,
         port,

@@ -271,13 +271,10 @@ impl Builtin {
         .await
     }
 
-    /// `GET /verify?token=`: verifies (or asks for the first password); without a token, the
-    /// form to ask for a new link.
-    pub(super) async fn verify_link(
-        &self,
-        session: &mut Session,
-        caller: Caller,
-    ) -> Result<(), GatewayError> {
+    /// `GET /verify?token=`: never uses the link up (mail scanners fetch links): browsers get a
+    /// button that confirms (or, for an account without a password, the form to choose one), API
+    /// clients whether the link is valid. Without a token: the form to ask for a new link.
+    pub(super) async fn verify_link(&self, session: &mut Session) -> Result<(), GatewayError> {
         let html = respond::wants_html(session);
         let Some(token) = Self::query_token(session) else {
             if html {
@@ -288,35 +285,20 @@ impl Builtin {
                 message: "required".into(),
             });
         };
-        let outcome = self
+        let account = self
             .lifecycle
-            .verify(&token, None, &caller.origin(session))
+            .verify_account(&token)
             .await
             .map_err(GatewayError::from);
-        match (outcome, html) {
-            (Ok(VerifyOutcome::NeedsPassword { user }), true) => {
+        match (account, html) {
+            (Ok(user), true) if user.password_hash.is_none() => {
                 self.set_first_password_form(session, StatusCode::OK, &token, &user.username, None)
                     .await
             }
-            (Ok(VerifyOutcome::NeedsPassword { .. }), false) => {
-                let body = json!({"status": "password_required"});
-                self.json(session, StatusCode::OK, body, vec![]).await
-            }
-            (Ok(VerifyOutcome::Verified { user, .. }), true) => {
-                self.forget(&user.id);
-                let links = self.sign_in_link();
-                self.message_page(
-                    session,
-                    StatusCode::OK,
-                    "Account verified",
-                    "Thank you: your address is confirmed. You can sign in now.",
-                    links,
-                )
-                .await
-            }
-            (Ok(VerifyOutcome::Verified { user, .. }), false) => {
-                self.forget(&user.id);
-                let body = json!({"status": "verified", "user": self.user_json(&user)});
+            (Ok(user), true) => self.confirm_form(session, &token, &user.email).await,
+            (Ok(user), false) => {
+                let body =
+                    json!({"status": "valid", "password_required": user.password_hash.is_none()});
                 self.json(session, StatusCode::OK, body, vec![]).await
             }
             (Err(err), true) => {
@@ -326,6 +308,31 @@ impl Builtin {
             }
             (Err(err), false) => Err(err),
         }
+    }
+
+    async fn confirm_form(
+        &self,
+        session: &mut Session,
+        token: &str,
+        email: &str,
+    ) -> Result<(), GatewayError> {
+        let action = self.link("verify");
+        let intro = format!("Confirm that {email} is your address.");
+        self.send_form(session, StatusCode::OK, |csrf| {
+            Form {
+                title: "Verify your account",
+                intro: Some(&intro),
+                error: None,
+                action: &action,
+                csrf,
+                hidden: vec![("token", token)],
+                fields: vec![],
+                submit: "Confirm my address",
+                links: vec![],
+            }
+            .render()
+        })
+        .await
     }
 
     /// `POST /verify`: `{"token"}` (with `"password"` for an account without one) verifies;
@@ -721,6 +728,14 @@ impl Builtin {
             .get("return_to")
             .and_then(|r| super::safe_return_to(r, &self.sessions.settings().return_to_hosts))
             .unwrap_or_else(|| "/".to_string());
+        if let Err(GatewayError::WrongPassword) = attempt
+            && let Ok(store) = self.store()
+            && let Ok(Some(user)) = store.user_by_id(&principal.user_id).await
+        {
+            let now = self.sessions.now();
+            self.count_wrong_password(&store, Some(&user), &caller, Self::user_agent(session), now)
+                .await;
+        }
         let user = match attempt {
             Ok(user) => user,
             Err(err) if input.from_form && is_retryable(&err) => {

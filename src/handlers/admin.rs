@@ -314,6 +314,11 @@ impl Admin {
                 if (mail.verification || mail.welcome) && !self.lifecycle.mail_on() {
                     return Err(GatewayError::MailDisabled);
                 }
+                if mail.verification || mail.welcome {
+                    self.lifecycle
+                        .check_mailable(&draft.email)
+                        .map_err(GatewayError::from)?;
+                }
                 if mail.verification && draft.status.is_none() {
                     draft.status = Some(UserStatus::Unverified);
                 }

@@ -47,6 +47,10 @@ const OPEN_WHILE_EXPIRED: &[&str] = &[
     "me",
     "password-policy",
     "login",
+    // mailed links, and the way to ask for one
+    "reset",
+    "verify",
+    "forgot",
 ];
 
 /// Whether a restricted session (expired password) may use built-in endpoint `rest`.
@@ -213,7 +217,7 @@ impl Builtin {
             ("password-policy", Method::GET | Method::HEAD) => self.password_policy(session).await,
             ("register", Method::GET | Method::HEAD) => self.register_page(session).await,
             ("register", Method::POST) => self.register(session, caller).await,
-            ("verify", Method::GET | Method::HEAD) => self.verify_link(session, caller).await,
+            ("verify", Method::GET | Method::HEAD) => self.verify_link(session).await,
             ("verify", Method::POST) => self.verify(session, caller).await,
             ("forgot", Method::GET | Method::HEAD) => self.forgot_page(session).await,
             ("forgot", Method::POST) => self.forgot(session, caller).await,
@@ -507,23 +511,8 @@ impl Builtin {
                 detail,
             );
             let _ = store.record_event(&failure, now).await;
-            if let Some(locked) =
-                self.lockout
-                    .failed(user.as_ref().map(|u| u.id.as_str()), caller.ip, now)
-                && let Some(u) = &user
-            {
-                if let Err(e) = store.set_locked_until(&u.id, Some(locked)).await {
-                    tracing::error!(error = %e, "could not lock a user");
-                }
-                let lockout = Self::event(
-                    "login.lockout",
-                    Some(u),
-                    caller,
-                    user_agent,
-                    json!({"until": locked}),
-                );
-                let _ = store.record_event(&lockout, now).await;
-            }
+            self.count_wrong_password(&store, user.as_ref(), caller, user_agent, now)
+                .await;
             return Err(GatewayError::InvalidCredentials);
         };
         if let (Some(new_hash), Some(old_hash)) = (verified.rehash, stored_hash)
@@ -536,6 +525,35 @@ impl Builtin {
         self.lockout.succeeded(&user.id);
         self.count_attempt("success");
         Ok(user.clone())
+    }
+
+    /// Counts a wrong password against the user and the client's address; at the limit the user
+    /// is locked (in the database, so on every instance) and the lock is an event.
+    async fn count_wrong_password(
+        &self,
+        store: &Store,
+        user: Option<&User>,
+        caller: &Caller,
+        user_agent: Option<String>,
+        now: i64,
+    ) {
+        if let Some(locked) = self
+            .lockout
+            .failed(user.map(|u| u.id.as_str()), caller.ip, now)
+            && let Some(u) = user
+        {
+            if let Err(e) = store.set_locked_until(&u.id, Some(locked)).await {
+                tracing::error!(error = %e, "could not lock a user");
+            }
+            let lockout = Self::event(
+                "login.lockout",
+                Some(u),
+                caller,
+                user_agent,
+                json!({"until": locked}),
+            );
+            let _ = store.record_event(&lockout, now).await;
+        }
     }
 
     fn rate_limit(&self, caller: &Caller) -> Result<(), GatewayError> {

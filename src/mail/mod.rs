@@ -86,8 +86,9 @@ impl Mailer {
         })
     }
 
-    pub fn settings(&self) -> &MailSettings {
-        &self.settings
+    /// Whether mail can be addressed to `email`.
+    pub fn accepts_address(&self, email: &str) -> bool {
+        email.parse::<lettre::Address>().is_ok()
     }
 
     pub fn sends(&self, kind: MailKind) -> bool {

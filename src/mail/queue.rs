@@ -10,7 +10,7 @@ use pingora::services::background::BackgroundService;
 use serde_json::json;
 use tokio::sync::Notify;
 
-use super::{MailSettings, Transport};
+use super::{MailSettings, Transport, TransportSettings};
 use crate::auth::Clock;
 use crate::metrics::Metrics;
 use crate::services::StoreHandle;
@@ -61,14 +61,20 @@ impl MailWorker {
             .min(self.settings.retry_max)
     }
 
-    /// A lease long enough for one delivery: a worker that dies mid-send leaves the message to
-    /// be tried again when it runs out.
+    /// The longest one delivery may take: the SMTP conversation has several steps, each bounded
+    /// by `mail.smtp.timeout`.
+    fn delivery_limit(&self) -> Duration {
+        match &self.settings.transport {
+            TransportSettings::Smtp(smtp) => smtp.timeout.saturating_mul(4),
+            _ => Duration::from_secs(30),
+        }
+    }
+
+    /// A lease that outlives any delivery (which is cut at [`Self::delivery_limit`]): a worker
+    /// that dies mid-send leaves the message to be tried again when it runs out, and no message
+    /// is claimed twice while it is being sent.
     fn lease(&self) -> i64 {
-        let timeout = match &self.transport {
-            Transport::Smtp(_) => 120,
-            _ => 30,
-        };
-        timeout.max(self.settings.retry_base.as_secs() as i64)
+        self.delivery_limit().as_secs() as i64 + 30
     }
 
     async fn run_once(&self, store: &Store) {
@@ -97,15 +103,19 @@ impl MailWorker {
     async fn deliver(&self, store: &Store, mail: DueMail) {
         let record = &mail.record;
         let name = format!("{}-{:06}-{}", record.created_at, record.id, record.kind);
-        let result = self
-            .transport
-            .send(
-                &mail.sender,
-                &record.recipient,
-                mail.message.as_bytes(),
-                &name,
-            )
-            .await;
+        let send = self.transport.send(
+            &mail.sender,
+            &record.recipient,
+            mail.message.as_bytes(),
+            &name,
+        );
+        let result = match tokio::time::timeout(self.delivery_limit(), send).await {
+            Ok(result) => result,
+            Err(_) => Err(super::MailError::Transport(format!(
+                "no answer within {:?}",
+                self.delivery_limit()
+            ))),
+        };
         let now = self.clock.now();
         let count = |result: &str| {
             self.metrics

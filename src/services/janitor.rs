@@ -1,5 +1,5 @@
-//! Deletes expired sessions and old account tokens, and publishes how many sessions are
-//! active, once a minute.
+//! Deletes expired sessions, old account tokens and old mail, and publishes how many sessions
+//! are active, once a minute.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +40,10 @@ impl SessionJanitor {
         // Expired account tokens are kept a day, so that a late click is told "expired".
         if let Err(e) = store.delete_stale_account_tokens(now - 86_400).await {
             tracing::warn!(error = %e, "could not remove old account tokens");
+        }
+        // Account links live at most 30 days: older mail is only history.
+        if let Err(e) = store.prune_mail(now - 30 * 86_400).await {
+            tracing::warn!(error = %e, "could not prune the mail queue");
         }
         match store.count_active_sessions(now).await {
             Ok(n) => self.metrics.sessions_active.set(n),

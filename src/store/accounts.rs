@@ -25,7 +25,9 @@ pub struct PasswordChange<'a> {
 }
 
 impl Store {
-    pub async fn insert_account_token(
+    /// Stores a new token and, in the same transaction, ends the user's unused tokens of the
+    /// same purpose: of two links sent at once, only the newer works.
+    pub async fn replace_account_token(
         &self,
         token_hash: &str,
         user_id: &str,
@@ -33,6 +35,16 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE account_tokens SET used_at = $1 \
+             WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(purpose)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO account_tokens (token_hash, user_id, purpose, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -42,8 +54,9 @@ impl Store {
         .bind(purpose)
         .bind(now)
         .bind(expires_at)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -88,25 +101,6 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Ends a user's unused tokens of one purpose (a new one replaces them).
-    pub async fn invalidate_account_tokens(
-        &self,
-        user_id: &str,
-        purpose: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE account_tokens SET used_at = $1 \
-             WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(user_id)
-        .bind(purpose)
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
     /// Forgets tokens that expired before `before` (used or not).
     pub async fn delete_stale_account_tokens(&self, before: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM account_tokens WHERE expires_at < $1")
@@ -144,7 +138,8 @@ impl Store {
         Ok(hashes)
     }
 
-    /// Records a password set at account creation in the history, keeping `keep` entries.
+    /// Records the password set at account creation as the first entry of the history (when a
+    /// history is kept at all).
     pub async fn remember_password(
         &self,
         user_id: &str,

@@ -206,6 +206,22 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets sent messages older than `before`, and clears the bodies of messages that
+    /// failed before it (their links have expired by then).
+    pub async fn prune_mail(&self, before: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM mail_queue WHERE status = 'sent' AND created_at < $1")
+            .bind(before)
+            .execute(self.pool())
+            .await?;
+        sqlx::query(
+            "UPDATE mail_queue SET message = NULL WHERE status = 'failed' AND created_at < $1",
+        )
+        .bind(before)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     pub async fn count_pending_mail(&self) -> Result<i64, StoreError> {
         let n = sqlx::query_scalar("SELECT COUNT(*) FROM mail_queue WHERE status = 'pending'")
             .fetch_one(self.pool())

@@ -176,9 +176,13 @@ impl Store {
         let id = uuid::Uuid::new_v4().to_string();
         let status = new.status.unwrap_or(UserStatus::Enabled);
         let mut tx = self.pool.begin().await?;
+        // A login names a user by username or email, so neither may equal another user's
+        // username or email: else one account could shadow another's login.
         let taken: Option<String> = sqlx::query_scalar(
-            "SELECT CASE WHEN lower(username) = lower($1) THEN 'username' ELSE 'email' END \
-             FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($2) LIMIT 1",
+            "SELECT CASE WHEN lower(username) = lower($1) OR lower(email) = lower($1) \
+             THEN 'username' ELSE 'email' END FROM users \
+             WHERE lower(username) IN (lower($1), lower($2)) OR lower(email) IN (lower($1), lower($2)) \
+             ORDER BY 1 DESC LIMIT 1",
         )
         .bind(&new.username)
         .bind(&new.email)
@@ -332,7 +336,8 @@ impl Store {
         if let Some(email) = &update.email {
             validate_email(email)?;
             let taken: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM users WHERE lower(email) = lower($1) AND id <> $2",
+                "SELECT id FROM users WHERE (lower(email) = lower($1) OR lower(username) = lower($1)) \
+                 AND id <> $2",
             )
             .bind(email)
             .bind(user_id)
@@ -356,27 +361,18 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::from_write(e, "email"))?;
-        self.require_one(done.rows_affected())
-    }
-
-    /// Sets a new password hash and ends every session of the user.
-    pub async fn set_password_hash(
-        &self,
-        user_id: &str,
-        hash: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = $1, password_changed_at = $2, updated_at = $2, \
-             session_epoch = session_epoch + 1 WHERE id = $3",
-        )
-        .bind(hash)
-        .bind(now)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?;
         self.require_one(done.rows_affected())?;
-        self.delete_sessions_of(user_id).await
+        if update.email.is_some() {
+            // Links mailed to the old address stop working.
+            sqlx::query(
+                "UPDATE account_tokens SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL",
+            )
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
     }
 
     /// Replaces a hash with a re-hash of the same password (new parameters); sessions stay valid.
