@@ -6,7 +6,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Postern, Upstream, base_config, http_client, mail_header, mail_token};
+use common::{
+    Postern, Upstream, base_config, builtin_and_app_routes, http_client, mail_header, mail_token,
+};
 use postern::auth::{Clock, ManualClock, SystemClock};
 use postern::store::EventFilter;
 use serde_json::{Value, json};
@@ -18,9 +20,6 @@ const DAY: i64 = 86_400;
 fn config(accounts: &str, rest: &str) -> String {
     format!(
         r#"{}
-[upstreams.app]
-backends = ["${{APP}}"]
-
 [accounts]
 registration = "open"
 public_url = "https://gw.example"
@@ -33,18 +32,9 @@ from = "Example <noreply@example.com>"
 app_name = "Example"
 
 {rest}
-
-[[routes]]
-name = "postern"
-path = "/_postern/"
-kind = "builtin"
-
-[[routes]]
-name = "app"
-path = "/"
-upstream = "app"
-"#,
-        base_config("")
+{}"#,
+        base_config(""),
+        builtin_and_app_routes()
     )
 }
 
@@ -811,23 +801,7 @@ async fn an_admin_invites_a_user_who_verifies_and_chooses_a_password() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_mail_the_mail_endpoints_say_so_and_registration_can_be_closed() {
     let app = Upstream::start("app").await;
-    let config = format!(
-        r#"{}
-[upstreams.app]
-backends = ["${{APP}}"]
-
-[[routes]]
-name = "postern"
-path = "/_postern/"
-kind = "builtin"
-
-[[routes]]
-name = "app"
-path = "/"
-upstream = "app"
-"#,
-        base_config("")
-    );
+    let config = format!("{}{}", base_config(""), builtin_and_app_routes());
     let p = Postern::start(&config, &[("APP", app.url())]);
     let forgot = post(&p, "/_postern/forgot", json!({"login": "x"}), None).await;
     assert_eq!((forgot.status, forgot.code()), (501, "mail_disabled"));

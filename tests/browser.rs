@@ -134,9 +134,6 @@ async fn account_gateway() -> (Postern, Upstream, ManualClock) {
     let app = Upstream::start("app").await;
     let config = format!(
         r#"{}
-[upstreams.app]
-backends = ["${{APP}}"]
-
 [accounts]
 public_url = "https://mail-link.example"
 rate_per_minute = 1000
@@ -146,18 +143,9 @@ transport = "outbox"
 
 [passwords]
 max_age = "30d"
-
-[[routes]]
-name = "postern"
-path = "/_postern/"
-kind = "builtin"
-
-[[routes]]
-name = "app"
-path = "/"
-upstream = "app"
-"#,
-        base_config("")
+{}"#,
+        base_config(""),
+        common::builtin_and_app_routes()
     );
     let clock = ManualClock::new(SystemClock.now());
     let shared = Arc::new(clock.clone());

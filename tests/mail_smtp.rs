@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Postern, Upstream, base_config, free_port, http_client, mail_files, mail_token};
+use common::{
+    Postern, Upstream, base_config, builtin_and_app_routes, free_port, http_client, mail_files,
+    mail_token,
+};
 use postern::store::EventFilter;
 use serde_json::json;
 
@@ -98,9 +101,6 @@ impl Drop for SmtpSink {
 fn config(smtp_port: u16, certs: &Certificates, mail_extra: &str) -> String {
     format!(
         r#"{}
-[upstreams.app]
-backends = ["${{APP}}"]
-
 [accounts]
 public_url = "https://gw.example"
 rate_per_minute = 1000
@@ -119,18 +119,11 @@ username = "{SMTP_USER}"
 password = "{SMTP_PASSWORD}"
 timeout = "5s"
 
-[[routes]]
-name = "postern"
-path = "/_postern/"
-kind = "builtin"
-
-[[routes]]
-name = "app"
-path = "/"
-upstream = "app"
+{routes}
 "#,
         base_config(""),
         ca = certs.cert().display(),
+        routes = builtin_and_app_routes(),
     )
 }
 

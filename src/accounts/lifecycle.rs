@@ -349,50 +349,46 @@ impl Lifecycle {
         store: &Store,
         user: &User,
     ) -> Result<(), LifecycleError> {
-        let mailer = self.mailer.as_ref().ok_or(LifecycleError::MailDisabled)?;
-        if !mailer.sends(MailKind::Verification) {
-            return Err(LifecycleError::MailDisabled);
-        }
         let ttl = self.settings.verify_ttl;
-        let token = self
-            .tokens(store)
-            .issue(&user.id, TokenPurpose::Verify, ttl)
-            .await?;
-        let link = mailer.link("verify", Some(&token));
-        mailer
-            .enqueue(
-                store,
-                MailKind::Verification,
-                user,
-                Some(&link),
-                Some(ttl),
-                self.now(),
-            )
-            .await?;
-        Ok(())
+        self.send_link(
+            store,
+            user,
+            MailKind::Verification,
+            TokenPurpose::Verify,
+            ttl,
+        )
+        .await
     }
 
     /// Issues a reset token and queues the mail with its link.
     pub async fn send_reset(&self, store: &Store, user: &User) -> Result<(), LifecycleError> {
+        let ttl = self.settings.reset_ttl;
+        self.send_link(
+            store,
+            user,
+            MailKind::PasswordReset,
+            TokenPurpose::Reset,
+            ttl,
+        )
+        .await
+    }
+
+    async fn send_link(
+        &self,
+        store: &Store,
+        user: &User,
+        kind: MailKind,
+        purpose: TokenPurpose,
+        ttl: std::time::Duration,
+    ) -> Result<(), LifecycleError> {
         let mailer = self.mailer.as_ref().ok_or(LifecycleError::MailDisabled)?;
-        if !mailer.sends(MailKind::PasswordReset) {
+        if !mailer.sends(kind) {
             return Err(LifecycleError::MailDisabled);
         }
-        let ttl = self.settings.reset_ttl;
-        let token = self
-            .tokens(store)
-            .issue(&user.id, TokenPurpose::Reset, ttl)
-            .await?;
-        let link = mailer.link("reset", Some(&token));
+        let token = self.tokens(store).issue(&user.id, purpose, ttl).await?;
+        let link = mailer.link(purpose.endpoint(), Some(&token));
         mailer
-            .enqueue(
-                store,
-                MailKind::PasswordReset,
-                user,
-                Some(&link),
-                Some(ttl),
-                self.now(),
-            )
+            .enqueue(store, kind, user, Some(&link), Some(ttl), self.now())
             .await?;
         Ok(())
     }

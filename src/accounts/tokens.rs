@@ -26,6 +26,11 @@ impl TokenPurpose {
             Self::Reset => "reset",
         }
     }
+
+    /// The built-in endpoint the mailed link opens.
+    pub fn endpoint(self) -> &'static str {
+        self.as_str()
+    }
 }
 
 /// Why a token was refused.

@@ -578,6 +578,25 @@ access_log = false
     )
 }
 
+/// The upstream `app` at `${APP}` and two routes: the built-in endpoints at `/_postern/` and
+/// everything else to the app (authenticated). Goes after every other section.
+pub fn builtin_and_app_routes() -> &'static str {
+    r#"
+[upstreams.app]
+backends = ["${APP}"]
+
+[[routes]]
+name = "postern"
+path = "/_postern/"
+kind = "builtin"
+
+[[routes]]
+name = "app"
+path = "/"
+upstream = "app"
+"#
+}
+
 /// Sends `request` verbatim (for paths an HTTP client library would normalize) and returns the
 /// status code and body of the answer.
 pub fn raw_request(addr: SocketAddr, request: &str) -> (u16, String) {
