@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::Message;
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use minijinja::context;
 use tokio::sync::Notify;
 
@@ -51,6 +52,20 @@ pub fn human_duration(d: Duration) -> String {
         (secs.div_ceil(60), "minute")
     };
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// A body as 7-bit text when it is plain ASCII with lines under the 998-character limit, so that
+/// links in the message (and in outbox files) read as they are; otherwise encoded as lettre
+/// chooses (quoted-printable or base64).
+fn readable_body(text: String) -> Body {
+    let plain =
+        text.is_ascii() && !text.contains('\0') && text.lines().all(|line| line.len() < 998);
+    if plain {
+        let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+        Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::SevenBit)
+    } else {
+        Body::new(text)
+    }
 }
 
 /// Renders messages and puts them in the queue.
@@ -168,12 +183,19 @@ impl Mailer {
             .subject(subject.clone());
         let text = || self.templates.render(kind, "txt", &vars);
         let html = || self.templates.render(kind, "html", &vars);
+        let part = |content_type: ContentType, body: String| {
+            SinglePart::builder()
+                .header(content_type)
+                .body(readable_body(body))
+        };
         let built = match message.format {
-            MailFormat::Text => builder.singlepart(SinglePart::plain(text()?)),
-            MailFormat::Html => builder.singlepart(SinglePart::html(html()?)),
-            MailFormat::Both => {
-                builder.multipart(MultiPart::alternative_plain_html(text()?, html()?))
-            }
+            MailFormat::Text => builder.singlepart(part(ContentType::TEXT_PLAIN, text()?)),
+            MailFormat::Html => builder.singlepart(part(ContentType::TEXT_HTML, html()?)),
+            MailFormat::Both => builder.multipart(
+                MultiPart::alternative()
+                    .singlepart(part(ContentType::TEXT_PLAIN, text()?))
+                    .singlepart(part(ContentType::TEXT_HTML, html()?)),
+            ),
         }
         .map_err(|e| MailError::Build(e.to_string()))?;
         let message = String::from_utf8(built.formatted())
@@ -291,8 +313,15 @@ mod tests {
                 Some(Duration::from_secs(3600)),
             )
             .unwrap();
-        assert!(mail.message.contains("TOKEN123"));
+        assert!(mail.message.contains(&link), "the link reads as it is");
+        assert!(mail.message.contains("Content-Transfer-Encoding: 7bit"));
         assert!(mail.message.contains("1 hour"));
+        let accented = mailer
+            .compose(MailKind::Welcome, &user("Zoë"), None, None)
+            .unwrap();
+        assert!(
+            accented.message.contains("quoted-printable") || accented.message.contains("base64")
+        );
         assert_eq!(mail.subject, "Reset your password");
         let welcome = mailer
             .compose(MailKind::Welcome, &user("Al"), None, None)
