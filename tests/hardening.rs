@@ -898,25 +898,43 @@ async fn websocket_traffic_outlives_the_body_limit() {
     let g =
         start("[[routes]]\nname = \"ws\"\npath = \"/ws\"\nupstream = \"app\"\naccess = \"public\"")
             .await;
-    let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/ws", g.p.addr))
-        .await
-        .expect("handshake");
-    assert_eq!(resp.status(), 101);
     let chunk = "x".repeat(900);
-    for i in 0..8 {
-        ws.send(tokio_tungstenite::tungstenite::Message::text(chunk.clone()))
+    // Pingora sometimes tears an upgrade down right after the 101 when the upstream answers
+    // before the request's empty body is processed (cloudflare/pingora#946, open): a fresh
+    // connection is tried then. Every other failure fails the test.
+    for attempt in 0..3 {
+        let (mut ws, resp) = tokio_tungstenite::connect_async(format!("ws://{}/ws", g.p.addr))
             .await
-            .unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("message {i} timed out"))
-            .expect("open")
-            .unwrap_or_else(|e| panic!("message {i}: {e}"));
-        assert_eq!(
-            reply.into_text().unwrap().len(),
-            chunk.len() + 6,
-            "message {i}"
-        );
+            .expect("handshake");
+        assert_eq!(resp.status(), 101);
+        let mut torn_down = false;
+        for i in 0..8 {
+            ws.send(tokio_tungstenite::tungstenite::Message::text(chunk.clone()))
+                .await
+                .unwrap();
+            let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("message {i} timed out"))
+                .expect("open");
+            let reply = match reply {
+                Err(tokio_tungstenite::tungstenite::Error::Protocol(e))
+                    if i == 0 && attempt < 2 =>
+                {
+                    eprintln!("upgrade torn down at once ({e}): trying again");
+                    torn_down = true;
+                    break;
+                }
+                other => other.unwrap_or_else(|e| panic!("message {i}: {e}")),
+            };
+            assert_eq!(
+                reply.into_text().unwrap().len(),
+                chunk.len() + 6,
+                "message {i}"
+            );
+        }
+        if !torn_down {
+            return;
+        }
     }
 }
 
