@@ -126,6 +126,8 @@ pub struct Registration {
     pub password: String,
     pub given_name: String,
     pub surname: String,
+    /// A JSON object kept with the account (Stormpath's `customData`).
+    pub custom_data: Option<serde_json::Value>,
 }
 
 /// What following a verification link did.
@@ -421,6 +423,7 @@ impl Lifecycle {
         };
         let hash = self.vet_password(&store, &reg.password, &who, None).await?;
         let verify = self.settings.verification_required;
+        let custom_data = reg.custom_data;
         let new = NewUser {
             username: reg.username,
             email: reg.email,
@@ -439,6 +442,17 @@ impl Lifecycle {
         store
             .remember_password(&user.id, &hash, self.policy.history, now)
             .await?;
+        let user = match custom_data {
+            Some(data) => {
+                let update = crate::store::ProfileUpdate {
+                    custom_data: Some(data),
+                    ..Default::default()
+                };
+                store.update_profile(&user.id, &update, now).await?;
+                self.user(&store, &user.id).await?
+            }
+            None => user,
+        };
         self.event(
             &store,
             "account.registered",

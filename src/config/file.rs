@@ -314,6 +314,10 @@ pub struct RouteSection {
     pub inline_types: Option<Vec<String>>,
     pub strict_paths: Option<bool>,
     pub case_insensitive: Option<bool>,
+    /// `account-api` routes: `"stormpath"`.
+    pub flavor: Option<String>,
+    /// `account-api` routes: the base of the `href`s in account JSON.
+    pub href_base: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

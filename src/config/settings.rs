@@ -363,9 +363,34 @@ pub enum Access {
 
 #[derive(Debug, Clone)]
 pub enum RouteTarget {
-    Upstream { upstream: usize, strip_prefix: bool },
+    Upstream {
+        upstream: usize,
+        strip_prefix: bool,
+    },
     Builtin,
     Assets(AssetRoute),
+    /// A Stormpath-flavoured account API: only its endpoints' paths match the route, and a
+    /// browser opening one of them is passed on to the next route (the single-page app).
+    AccountApi(AccountApi),
+}
+
+/// The paths (below the route's prefix) an account API serves.
+pub const ACCOUNT_API_ENDPOINTS: &[&str] = &[
+    "login",
+    "logout",
+    "me",
+    "register",
+    "verify",
+    "forgot",
+    "change",
+    "oauth/token",
+    "oauth/revoke",
+];
+
+#[derive(Debug, Clone)]
+pub struct AccountApi {
+    /// Where `href`s in account JSON start, without a trailing slash (may be empty: relative).
+    pub href_base: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -174,6 +174,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
         .enumerate()
         .filter_map(|(i, section)| route_settings(&mut c, i, section, &upstreams, &stores))
         .collect();
+    let routes = account_api_checks(&mut c, routes, &accounts);
     if c.problems.is_empty() {
         Ok(Settings {
             server,
@@ -198,6 +199,34 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
     } else {
         Err(c.problems)
     }
+}
+
+/// An account API needs the built-in endpoints (its pages, and the links its mail refers to);
+/// a relative `href_base` is made absolute with `accounts.public_url` when there is one.
+fn account_api_checks(
+    c: &mut Checker,
+    mut routes: Vec<RouteSettings>,
+    accounts: &crate::accounts::AccountSettings,
+) -> Vec<RouteSettings> {
+    let has_builtin = routes
+        .iter()
+        .any(|r| matches!(r.target, RouteTarget::Builtin));
+    for (i, route) in routes.iter_mut().enumerate() {
+        if let RouteTarget::AccountApi(api) = &mut route.target {
+            if !has_builtin {
+                c.report(
+                    format!("routes[{i}].kind"),
+                    "\"account-api\" needs a route of kind \"builtin\" as well",
+                );
+            }
+            if let Some(base) = &accounts.public_url
+                && api.href_base.starts_with('/')
+            {
+                api.href_base = format!("{base}{}", api.href_base);
+            }
+        }
+    }
+    routes
 }
 
 pub(super) fn absolute(path: &Path) -> PathBuf {
@@ -1119,6 +1148,16 @@ fn route_settings(
     let cors = r.cors.as_ref().map(|section| cors_rule(c, i, section));
 
     let kind = r.kind.as_deref().unwrap_or("upstream");
+    if kind != "account-api" {
+        for (key, present) in [
+            ("flavor", r.flavor.is_some()),
+            ("href_base", r.href_base.is_some()),
+        ] {
+            if present {
+                c.report(at(key), format!("not allowed on a route of kind {kind:?}"));
+            }
+        }
+    }
     let mut forbid = |key: &str, present: bool| {
         if present {
             c.report(at(key), format!("not allowed on a route of kind {kind:?}"));
@@ -1255,14 +1294,58 @@ fn route_settings(
                 })
             })
         }
+        "account-api" => {
+            forbid("upstream", r.upstream.is_some());
+            forbid("store", r.store.is_some());
+            forbid("key", r.key.is_some());
+            forbid("strip_prefix", r.strip_prefix.is_some());
+            forbid("mode", r.mode.is_some());
+            forbid("link_ttl", r.link_ttl.is_some());
+            forbid("cache_control", r.cache_control.is_some());
+            forbid("images", r.images.is_some());
+            forbid("inline_types", r.inline_types.is_some());
+            forbid("strict_paths", r.strict_paths.is_some());
+            forbid("methods", r.methods.is_some());
+            if r.access.is_some() {
+                c.report(
+                    at("access"),
+                    "account API endpoints set their own access rules",
+                );
+            }
+            match r.flavor.as_deref().unwrap_or("stormpath") {
+                "stormpath" => {}
+                other => c.report(
+                    at("flavor"),
+                    format!(
+                        "{other:?} is not a flavour postern serves (\"stormpath\"; postern's own JSON is kind = \"builtin\")"
+                    ),
+                ),
+            }
+            let href_base = r
+                .href_base
+                .clone()
+                .unwrap_or_else(|| r.path.trim_end_matches('/').to_string());
+            if href_base.contains(['?', '#', ' ']) {
+                c.report(
+                    at("href_base"),
+                    "must be a URL or path without query or fragment",
+                );
+            }
+            Some(RouteTarget::AccountApi(AccountApi {
+                href_base: href_base.trim_end_matches('/').to_string(),
+            }))
+        }
         other => {
             c.report(
                 at("kind"),
-                format!("{other:?} is not one of \"upstream\", \"builtin\", \"assets\""),
+                format!(
+                    "{other:?} is not one of \"upstream\", \"builtin\", \"assets\", \"account-api\""
+                ),
             );
             None
         }
     };
+
     if c.problems.len() > problems_before {
         return None;
     }

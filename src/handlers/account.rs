@@ -179,6 +179,7 @@ impl Builtin {
                 password: Self::new_password(&input, "password")?.to_string(),
                 given_name: input.text("given_name").trim().to_string(),
                 surname: input.text("surname").trim().to_string(),
+                custom_data: None,
             };
             self.lifecycle
                 .register(registration, &caller.origin(session))
@@ -377,7 +378,7 @@ impl Builtin {
         };
         match outcome {
             Ok(VerifyOutcome::Verified { user, password_set }) => {
-                self.forget(&user.id);
+                self.forget_user(&user.id);
                 // Whoever chose the first password with the mailed token is that user: sign
                 // them in, as after a login.
                 let cookies = if password_set {
@@ -591,7 +592,7 @@ impl Builtin {
         .await;
         match attempt {
             Ok(user) => {
-                self.forget(&user.id);
+                self.forget_user(&user.id);
                 if input.from_form {
                     let links = self.sign_in_link();
                     return self
@@ -751,7 +752,7 @@ impl Builtin {
             }
             Err(err) => return Err(err),
         };
-        self.forget(&user.id);
+        self.forget_user(&user.id);
         let cookies = if caller.via_bearer {
             vec![]
         } else {
@@ -765,12 +766,6 @@ impl Builtin {
         }
         let body = json!({"status": "changed", "user": self.user_json(&user)});
         self.json(session, StatusCode::OK, body, cookies).await
-    }
-
-    /// Drops what this instance cached about a user whose password or status changed.
-    fn forget(&self, user_id: &str) {
-        self.sessions.forget_user(user_id);
-        self.tokens.forget_user(user_id);
     }
 }
 

@@ -143,7 +143,7 @@ fn store_error(e: StoreError) -> GatewayError {
     }
 }
 
-fn account_error(e: AccountError) -> GatewayError {
+pub(super) fn account_error(e: AccountError) -> GatewayError {
     match e {
         AccountError::Store(e) => store_error(e),
         AccountError::Policy(v) => GatewayError::PasswordPolicy {

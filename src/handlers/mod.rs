@@ -8,6 +8,7 @@ pub mod admin;
 mod pages;
 mod return_to;
 mod same_site;
+mod stormpath;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -592,15 +593,8 @@ impl Builtin {
         let cookie = self
             .start_session(&user, &caller, user_agent.clone())
             .await?;
-        let store = self.store()?;
-        let success = Self::event("login.success", Some(&user), &caller, user_agent, json!({}));
-        let _ = store.record_event(&success, self.sessions.now()).await;
+        self.record_login(&user, &caller, session, user_agent).await;
         let expired = self.password_expired(&user);
-        if expired {
-            self.lifecycle
-                .expired_login(&user, &caller.origin(session))
-                .await;
-        }
         if creds.from_form {
             let mut target = creds
                 .return_to
@@ -755,7 +749,33 @@ impl Builtin {
             .map_err(|_| GatewayError::Internal)
     }
 
-    async fn logout(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
+    /// Drops what this instance cached about a user whose password or status changed.
+    fn forget_user(&self, user_id: &str) {
+        self.sessions.forget_user(user_id);
+        self.tokens.forget_user(user_id);
+    }
+
+    /// The events of a successful login (and of one with an expired password).
+    async fn record_login(
+        &self,
+        user: &User,
+        caller: &Caller,
+        session: &Session,
+        user_agent: Option<String>,
+    ) {
+        if let Ok(store) = self.store() {
+            let success = Self::event("login.success", Some(user), caller, user_agent, json!({}));
+            let _ = store.record_event(&success, self.sessions.now()).await;
+        }
+        if self.password_expired(user) {
+            self.lifecycle
+                .expired_login(user, &caller.origin(session))
+                .await;
+        }
+    }
+
+    /// Ends the caller's session, if any (logout).
+    async fn end_session(&self, caller: &Caller) -> Result<(), GatewayError> {
         if let Some(token) = caller.session_token.as_deref() {
             let ended = self
                 .sessions
@@ -772,6 +792,11 @@ impl Builtin {
                 let _ = store.record_event(&event, self.sessions.now()).await;
             }
         }
+        Ok(())
+    }
+
+    async fn logout(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
+        self.end_session(&caller).await?;
         let clear = (header::SET_COOKIE, self.sessions.clearing_cookie());
         respond::send(
             session,

@@ -188,7 +188,16 @@ impl Gateway {
         let raw_path = req.uri.path();
         let path = normalize_path(raw_path).map_err(path_error)?;
         let host = headers::request_host(req);
-        let route = match self.routes.find(host, &path, &req.method) {
+        let mut found = self.routes.find(host, &path, &req.method);
+        // An account API answers scripts; a browser opening one of its paths (a single-page
+        // app's own /login or /verify page) goes on to the next route.
+        if let Match::Found(r) | Match::MethodNotAllowed(r) = &found
+            && matches!(r.target, RouteTarget::AccountApi(_))
+            && respond::is_navigation(req)
+        {
+            found = self.routes.find_from(r.index + 1, host, &path, &req.method);
+        }
+        let route = match found {
             Match::Found(route) => route,
             // A CORS preflight is answered by the route's CORS rule, whatever its methods.
             Match::MethodNotAllowed(route)
@@ -221,7 +230,7 @@ impl Gateway {
         ctx.body.check_declared(declared)?;
 
         match route.target {
-            RouteTarget::Builtin | RouteTarget::Assets(_) => {
+            RouteTarget::Builtin | RouteTarget::Assets(_) | RouteTarget::AccountApi(_) => {
                 ctx.rest = Some(route.strip_prefix(&path).to_string());
             }
             RouteTarget::Upstream { strip_prefix, .. } => {
@@ -369,6 +378,21 @@ impl Gateway {
                 self.reject(session, ctx, GatewayError::Unauthenticated)
                     .await
             }
+        }
+    }
+
+    /// Who asks, for a built-in handler.
+    fn caller(
+        ctx: &RequestCtx,
+        principal: Option<Arc<Principal>>,
+        token: Option<String>,
+    ) -> Caller {
+        Caller {
+            principal,
+            session_token: token,
+            via_bearer: ctx.bearer_consumed,
+            ip: ctx.client,
+            origin_allowed: !ctx.cors_headers.is_empty(),
         }
     }
 
@@ -837,11 +861,15 @@ impl ProxyHttp for Gateway {
         if let Some(p) = principal.as_deref()
             && self.password_expired(p)
         {
-            let open = matches!(route.target, RouteTarget::Builtin)
-                && ctx
+            // An account API's own handlers refuse what a restricted session may not do.
+            let open = match route.target {
+                RouteTarget::Builtin => ctx
                     .rest
                     .as_deref()
-                    .is_some_and(crate::handlers::open_while_expired);
+                    .is_some_and(crate::handlers::open_while_expired),
+                RouteTarget::AccountApi(_) => true,
+                _ => false,
+            };
             if !open {
                 return self.password_change_required(session, ctx).await;
             }
@@ -863,14 +891,21 @@ impl ProxyHttp for Gateway {
                         .answer(session, ctx, GatewayError::UnknownEndpoint)
                         .await;
                 };
-                let caller = Caller {
-                    principal,
-                    session_token: token,
-                    via_bearer: ctx.bearer_consumed,
-                    ip: ctx.client,
-                    origin_allowed: !ctx.cors_headers.is_empty(),
-                };
+                let caller = Self::caller(ctx, principal, token);
                 return match builtin.handle(session, &rest, caller).await {
+                    Ok(()) => Ok(true),
+                    Err(err) => self.answer(session, ctx, err).await,
+                };
+            }
+            RouteTarget::AccountApi(ref api) => {
+                let rest = ctx.rest.take().unwrap_or_default();
+                let Some(builtin) = &self.builtin else {
+                    return self
+                        .answer(session, ctx, GatewayError::UnknownEndpoint)
+                        .await;
+                };
+                let caller = Self::caller(ctx, principal, token);
+                return match builtin.stormpath(session, &rest, caller, api).await {
                     Ok(()) => Ok(true),
                     Err(err) => self.answer(session, ctx, err).await,
                 };

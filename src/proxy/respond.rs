@@ -68,10 +68,21 @@ pub fn is_api_client(session: &Session) -> bool {
 
 /// True for a browser navigation: GET/HEAD asking for HTML, not from a script.
 pub fn wants_html(session: &Session) -> bool {
-    let method = &session.req_header().method;
-    (*method == Method::GET || *method == Method::HEAD)
-        && accepts_html(session)
-        && !is_api_client(session)
+    is_navigation(session.req_header())
+}
+
+/// [`wants_html`] on a request header.
+pub fn is_navigation(req: &pingora::http::RequestHeader) -> bool {
+    let headers = &req.headers;
+    let accepts_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    let script = headers.contains_key(header::AUTHORIZATION)
+        || headers
+            .get("x-requested-with")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"));
+    (req.method == Method::GET || req.method == Method::HEAD) && accepts_html && !script
 }
 
 /// Writes a JSON document with the given status.

@@ -4,7 +4,7 @@ mod path;
 
 use http::Method;
 
-use crate::config::{HostPattern, RouteSettings};
+use crate::config::{ACCOUNT_API_ENDPOINTS, HostPattern, RouteSettings, RouteTarget};
 
 pub use path::{PathError, check_unambiguous, normalize_path};
 
@@ -45,11 +45,25 @@ impl Route {
             }
         };
         let starts_with = |p: &[u8]| path.len() >= p.len() && same(&path[..p.len()], p);
-        if let Some(base) = prefix.strip_suffix(b"/") {
+        let prefix_matches = if let Some(base) = prefix.strip_suffix(b"/") {
             starts_with(prefix) || same(path, base)
         } else {
             starts_with(prefix) && matches!(path.get(prefix.len()), None | Some(b'/'))
+        };
+        prefix_matches && self.serves(path)
+    }
+
+    /// An account API answers only its own endpoints; other paths below it go on to later
+    /// routes (its prefix is often `/`).
+    fn serves(&self, path: &[u8]) -> bool {
+        if !matches!(self.target, RouteTarget::AccountApi(_)) {
+            return true;
         }
+        let Ok(path) = std::str::from_utf8(path) else {
+            return false;
+        };
+        let endpoint = self.strip_prefix(path).trim_matches('/');
+        ACCOUNT_API_ENDPOINTS.contains(&endpoint)
     }
 
     fn matches_host(&self, host: &str) -> bool {
@@ -100,10 +114,22 @@ impl RouteTable {
     /// `MethodNotAllowed` there, never a fall-through to a later (weaker) route. `host` may carry
     /// a port; it is ignored.
     pub fn find(&self, host: Option<&str>, path: &str, method: &Method) -> Match<'_> {
+        self.find_from(0, host, path, method)
+    }
+
+    /// [`RouteTable::find`] among the routes from position `start` on.
+    pub fn find_from(
+        &self,
+        start: usize,
+        host: Option<&str>,
+        path: &str,
+        method: &Method,
+    ) -> Match<'_> {
         let host = host.map(host_without_port).unwrap_or("");
         let Some(route) = self
             .routes
             .iter()
+            .skip(start)
             .find(|r| r.matches_host(host) && r.matches_path(path))
         else {
             return Match::None;
@@ -279,5 +305,36 @@ mod tests {
         assert_eq!(r.strip_prefix("/app/x/y"), "/x/y");
         assert_eq!(r.strip_prefix("/app/"), "/");
         assert_eq!(r.strip_prefix("/app"), "/");
+    }
+
+    #[test]
+    fn an_account_api_matches_only_its_endpoints() {
+        let t = table(
+            r#"
+            [[routes]]
+            name = "postern"
+            path = "/_postern/"
+            kind = "builtin"
+            [[routes]]
+            name = "stormpath"
+            path = "/"
+            kind = "account-api"
+            [[routes]]
+            name = "app"
+            path = "/"
+            upstream = "a"
+            "#,
+        );
+        for path in ["/login", "/me", "/me/", "/oauth/token", "/change"] {
+            assert_eq!(
+                name(t.find(None, path, &Method::POST)),
+                "stormpath",
+                "{path}"
+            );
+        }
+        for path in ["/", "/loginx", "/login/x", "/oauth", "/assets/me", "/about"] {
+            assert_eq!(name(t.find(None, path, &Method::GET)), "app", "{path}");
+        }
+        assert_eq!(name(t.find_from(2, None, "/login", &Method::GET)), "app");
     }
 }
