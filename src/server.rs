@@ -20,7 +20,7 @@ use crate::config::{RouteTarget, Settings, StoreSettings};
 use crate::handlers::Builtin;
 use crate::handlers::admin::Admin;
 use crate::images::Images;
-use crate::mail::{MailWorker, Mailer, Transport};
+use crate::mail::{LinkBase, MailWorker, Mailer, Transport};
 use crate::metrics::Metrics;
 use crate::objects::{LinkSigner, ObjectStores};
 use crate::ops::OpsApp;
@@ -78,11 +78,17 @@ pub fn build_lifecycle(
     metrics: Arc<Metrics>,
 ) -> Result<Arc<Lifecycle>, BuildError> {
     let mailer = if settings.mail.is_on() {
-        Some(Arc::new(Mailer::new(
-            settings.mail.clone(),
-            settings.accounts.public_url.clone(),
-            &builtin_prefix(settings),
-        )?))
+        let stormpath = settings
+            .routes
+            .iter()
+            .find(|r| matches!(r.target, RouteTarget::AccountApi(_)))
+            .map(|r| r.path.clone());
+        let links = LinkBase {
+            public_url: settings.accounts.public_url.clone().unwrap_or_default(),
+            builtin: builtin_prefix(settings),
+            stormpath,
+        };
+        Some(Arc::new(Mailer::new(settings.mail.clone(), links)?))
     } else {
         None
     };

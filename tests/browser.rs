@@ -268,3 +268,105 @@ async fn a_browser_with_an_expired_password_must_change_it_before_the_app_loads(
         Some("stale")
     );
 }
+
+/// A react-stormpath front end (its own UserService and ClientApiUserService from npm) against
+/// the Stormpath-flavoured account API mounted at `/`.
+#[tokio::test(flavor = "multi_thread")]
+async fn react_stormpath_client_code_runs_unchanged_against_the_account_api() {
+    if !browser_available() {
+        return;
+    }
+    let app = Upstream::start("app").await;
+    let config = format!(
+        r#"{}
+[accounts]
+registration = "open"
+verification = "required"
+public_url = "https://spa.example"
+rate_per_minute = 1000
+
+[mail]
+transport = "outbox"
+
+[upstreams.app]
+backends = ["${{APP}}"]
+
+[[routes]]
+name = "postern"
+path = "/_postern/"
+kind = "builtin"
+
+[[routes]]
+name = "stormpath"
+path = "/"
+kind = "account-api"
+
+[[routes]]
+name = "spa"
+path = "/"
+upstream = "app"
+access = "public"
+"#,
+        base_config("")
+    );
+    let p = Postern::start(&config, &[("APP", app.url())]);
+    let base = format!("http://localhost:{}", p.addr.port());
+    let args = vec![
+        base,
+        p.data_dir.path().join("mail").display().to_string(),
+        "stella@example.com".into(),
+        "first bright passphrase".into(),
+        "second bright passphrase".into(),
+    ];
+    let seen = run_script("stormpath.mjs", args).await;
+    let ok = |step: &str| {
+        assert!(seen[step].get("error").is_none(), "{step}: {}", seen[step]);
+        seen[step]["result"].clone()
+    };
+    let failed = |step: &str| {
+        assert!(
+            seen[step].get("error").is_some(),
+            "{step} should fail: {}",
+            seen[step]
+        );
+        seen[step]["error"].clone()
+    };
+    assert_eq!(ok("loginView")["form"]["fields"][0]["name"], "login");
+    assert_eq!(ok("registerView")["form"]["fields"][2]["name"], "email");
+    let registered = ok("register");
+    assert_eq!(registered["status"], "UNVERIFIED", "{registered}");
+    assert_eq!(registered["customData"]["favoriteColor"], "teal");
+    assert_eq!(failed("loginUnverified")["status"], 401);
+    ok("verify");
+    let logged_in = ok("login");
+    assert_eq!(logged_in["email"], "stella@example.com");
+    assert_eq!(logged_in["status"], "ENABLED");
+    assert_eq!(ok("me")["givenName"], "Stella");
+    ok("update");
+    let updated = ok("meAfterUpdate");
+    assert_eq!(updated["givenName"], "Estelle");
+    assert_eq!(updated["fullName"], "Estelle Path");
+    assert_eq!(updated["customData"]["favoriteColor"], "green");
+    ok("logout");
+    assert_eq!(failed("meAfterLogout")["status"], 401);
+    ok("forgot");
+    ok("change");
+    assert_eq!(failed("oldPassword")["status"], 401);
+    assert_eq!(ok("newPassword")["email"], "stella@example.com");
+    ok("logoutAgain");
+
+    let tokens = ok("apiLogin");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert!(
+        tokens["refresh_token"]
+            .as_str()
+            .is_some_and(|t| t.len() == 43)
+    );
+    assert_eq!(ok("apiMe")["email"], "stella@example.com", "{seen}");
+    assert!(ok("apiRefresh")["access_token"].as_str().is_some());
+    ok("apiLogout");
+    assert!(
+        seen["apiRefreshAfterLogout"].get("error").is_some(),
+        "revoked: {seen}"
+    );
+}

@@ -388,7 +388,9 @@ impl Lifecycle {
             return Err(LifecycleError::MailDisabled);
         }
         let token = self.tokens(store).issue(&user.id, purpose, ttl).await?;
-        let link = mailer.link(purpose.endpoint(), Some(&token));
+        // An invitation (no password yet) is answered on postern's own page, which asks for one.
+        let own_page = user.password_hash.is_none();
+        let link = mailer.token_link(purpose.endpoint(), &token, own_page);
         mailer
             .enqueue(store, kind, user, Some(&link), Some(ttl), self.now())
             .await?;

@@ -68,35 +68,48 @@ fn readable_body(text: String) -> Body {
     }
 }
 
+/// Where the links in mail lead.
+#[derive(Debug, Clone)]
+pub struct LinkBase {
+    /// The external base URL (`accounts.public_url`).
+    pub public_url: String,
+    /// The built-in endpoints' prefix, e.g. `/_postern/`.
+    pub builtin: String,
+    /// A Stormpath-flavoured account API's prefix: its app's pages then take the links, with
+    /// `sptoken` (`verify?sptoken=`, `change?sptoken=`).
+    pub stormpath: Option<String>,
+}
+
+fn with_slash(prefix: &str) -> String {
+    format!("{}/", prefix.trim_end_matches('/'))
+}
+
 /// Renders messages and puts them in the queue.
 pub struct Mailer {
     settings: MailSettings,
     templates: Templates,
     from: Mailbox,
-    public_url: String,
-    /// The built-in endpoints' prefix, e.g. `/_postern/`.
-    prefix: String,
+    links: LinkBase,
     wake: Arc<Notify>,
 }
 
 impl Mailer {
-    pub fn new(
-        settings: MailSettings,
-        public_url: Option<String>,
-        prefix: &str,
-    ) -> Result<Self, MailError> {
+    pub fn new(settings: MailSettings, links: LinkBase) -> Result<Self, MailError> {
         let templates = Templates::load(settings.templates_dir.as_deref())?;
         let from: Mailbox = settings
             .from
             .parse()
             .map_err(|e| MailError::Address(format!("{:?}: {e}", settings.from)))?;
-        let prefix = format!("{}/", prefix.trim_end_matches('/'));
+        let links = LinkBase {
+            public_url: links.public_url.trim_end_matches('/').to_string(),
+            builtin: with_slash(&links.builtin),
+            stormpath: links.stormpath.as_deref().map(with_slash),
+        };
         Ok(Self {
             settings,
             templates,
             from,
-            public_url: public_url.unwrap_or_default(),
-            prefix,
+            links,
             wake: Arc::new(Notify::new()),
         })
     }
@@ -115,12 +128,30 @@ impl Mailer {
         self.wake.clone()
     }
 
-    /// An absolute link to a built-in endpoint, e.g. `https://app.example/_postern/reset?token=…`.
-    pub fn link(&self, endpoint: &str, token: Option<&str>) -> String {
-        let base = format!("{}{}{endpoint}", self.public_url, self.prefix);
-        match token {
-            Some(token) => format!("{base}?token={token}"),
-            None => base,
+    /// An absolute link to a page users open: the account API's (its app's) when one is mounted,
+    /// else postern's own, e.g. `https://app.example/_postern/login`.
+    pub fn page(&self, endpoint: &str) -> String {
+        let prefix = self.links.stormpath.as_ref().unwrap_or(&self.links.builtin);
+        format!("{}{prefix}{endpoint}", self.links.public_url)
+    }
+
+    /// The link a mailed token opens. `endpoint` is postern's own (`verify`, `reset`); with a
+    /// Stormpath account API the link goes to its app's page with `sptoken` (`verify`,
+    /// `change`), unless `own_page` asks for postern's page (choosing a first password).
+    pub fn token_link(&self, endpoint: &str, token: &str, own_page: bool) -> String {
+        match (&self.links.stormpath, own_page) {
+            (Some(prefix), false) => {
+                let page = if endpoint == "reset" {
+                    "change"
+                } else {
+                    endpoint
+                };
+                format!("{}{prefix}{page}?sptoken={token}", self.links.public_url)
+            }
+            _ => format!(
+                "{}{}{endpoint}?token={token}",
+                self.links.public_url, self.links.builtin
+            ),
         }
     }
 
@@ -137,9 +168,9 @@ impl Mailer {
         };
         context! {
             app_name => self.settings.app_name.as_str(),
-            public_url => self.public_url.as_str(),
-            login_url => self.link("login", None),
-            forgot_url => self.link("forgot", None),
+            public_url => self.links.public_url.as_str(),
+            login_url => self.page("login"),
+            forgot_url => self.page("forgot"),
             url => url.unwrap_or(""),
             expires_in => expires_in.map(human_duration).unwrap_or_default(),
             user => context! {
@@ -282,10 +313,9 @@ mod tests {
 
     #[test]
     fn every_message_renders_both_parts_and_escapes_html() {
-        let mailer =
-            Mailer::new(settings(), Some("https://app.example".into()), "/_postern/").unwrap();
+        let mailer = Mailer::new(settings(), links("https://app.example", None)).unwrap();
         for kind in MailKind::ALL {
-            let link = mailer.link("reset", Some("TOKEN123"));
+            let link = mailer.token_link("reset", "TOKEN123", false);
             let mail = mailer
                 .compose(
                     kind,
@@ -303,7 +333,7 @@ mod tests {
                 "{kind:?}: a user's name is escaped in the html part: {html}"
             );
         }
-        let link = mailer.link("reset", Some("TOKEN123"));
+        let link = mailer.token_link("reset", "TOKEN123", false);
         assert_eq!(link, "https://app.example/_postern/reset?token=TOKEN123");
         let mail = mailer
             .compose(
@@ -329,6 +359,38 @@ mod tests {
         assert_eq!(welcome.subject, "Welcome to Example");
     }
 
+    fn links(public_url: &str, stormpath: Option<&str>) -> LinkBase {
+        LinkBase {
+            public_url: public_url.into(),
+            builtin: "/_postern".into(),
+            stormpath: stormpath.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn links_lead_to_the_pages_users_open() {
+        let own = Mailer::new(settings(), links("https://a.example/", None)).unwrap();
+        assert_eq!(own.page("login"), "https://a.example/_postern/login");
+        assert_eq!(
+            own.token_link("verify", "T", false),
+            "https://a.example/_postern/verify?token=T"
+        );
+        let sp = Mailer::new(settings(), links("https://a.example", Some("/"))).unwrap();
+        assert_eq!(sp.page("login"), "https://a.example/login");
+        assert_eq!(
+            sp.token_link("reset", "T", false),
+            "https://a.example/change?sptoken=T"
+        );
+        assert_eq!(
+            sp.token_link("verify", "T", false),
+            "https://a.example/verify?sptoken=T"
+        );
+        assert_eq!(
+            sp.token_link("verify", "T", true),
+            "https://a.example/_postern/verify?token=T"
+        );
+    }
+
     #[test]
     fn durations_read_naturally() {
         assert_eq!(human_duration(Duration::from_secs(86400)), "24 hours");
@@ -344,13 +406,13 @@ mod tests {
         let mut s = settings();
         s.templates_dir = Some(dir.path().to_path_buf());
         s.messages.get_mut(&MailKind::Welcome).unwrap().format = MailFormat::Text;
-        let mailer = Mailer::new(s.clone(), Some("https://a.example".into()), "/_postern").unwrap();
+        let mailer = Mailer::new(s.clone(), links("https://a.example", None)).unwrap();
         let mail = mailer
             .compose(MailKind::Welcome, &user(""), None, None)
             .unwrap();
         assert!(mail.message.contains("Hi alice!"), "{}", mail.message);
         std::fs::write(dir.path().join("welcome.html"), "{% if %}").unwrap();
-        match Mailer::new(s, None, "/_postern") {
+        match Mailer::new(s, links("", None)) {
             Err(MailError::Template { name, .. }) => assert_eq!(name, "welcome.html"),
             other => panic!("expected a template error, got {:?}", other.err()),
         }
