@@ -33,6 +33,7 @@ name = "stormpath"
 path = "/"
 kind = "account-api"
 href_base = "https://api.example/v1"
+protected_custom_data = ["plan"]
 
 [[routes]]
 name = "api"
@@ -124,6 +125,15 @@ async fn the_stormpath_contract_end_to_end() {
         "a browser opening /login gets the app's page"
     );
     assert_eq!(get(&p, "/about", None).await.body["uri"], "/about");
+    // a mailed link's token stays in the browser: the app's server never sees it
+    let page = http_client()
+        .get(p.url("/verify?sptoken=SECRET&lang=en"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    let echoed: Value = page.json().await.unwrap();
+    assert_eq!(echoed["uri"], "/verify?lang=en");
 
     // register: an unverified account, as Stormpath shaped it
     let registered = post(
@@ -242,6 +252,27 @@ async fn the_stormpath_contract_end_to_end() {
         "empty fields are left alone"
     );
     assert_eq!(updated.body["account"]["customData"]["pony"], "Bill");
+    let merged = post(
+        &p,
+        "/me",
+        json!({"customData": {"shire": null, "pipe": "longbottom"}}),
+        Some(&cookie),
+    )
+    .await;
+    let data = &merged.body["account"]["customData"];
+    assert_eq!(
+        (data["pony"].as_str(), data["pipe"].as_str()),
+        (Some("Bill"), Some("longbottom"))
+    );
+    assert!(data.get("shire").is_none(), "null removes a key: {data}");
+    let upgrade = post(
+        &p,
+        "/me",
+        json!({"customData": {"plan": "gold"}}),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(upgrade.status, 422, "{}", upgrade.body);
     let sneaky = post(
         &p,
         "/me",
@@ -253,6 +284,41 @@ async fn the_stormpath_contract_end_to_end() {
         (sneaky.status, sneaky.body["error"].as_str()),
         (403, Some("wrong_password"))
     );
+    // a new email is not trusted on the user's word: the account waits for its verification
+    let mails_before = p.outbox(3).await.len();
+    let moved = post(
+        &p,
+        "/me",
+        json!({"email": "samwise@example.com", "existingPassword": "second breakfast please"}),
+        Some(&cookie),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert_eq!(moved.body["account"]["status"], "UNVERIFIED");
+    assert_eq!(moved.body["account"]["email"], "samwise@example.com");
+    assert_eq!(
+        get(&p, "/me", Some(&cookie)).await.status,
+        401,
+        "signed out until verified"
+    );
+    let mail = p.outbox(mails_before + 1).await;
+    assert!(mail.last().unwrap().contains("To: samwise@example.com"));
+    let token = sptoken(&p, mails_before + 1, "verify").await;
+    assert_eq!(
+        get(&p, &format!("/verify?sptoken={token}"), None)
+            .await
+            .status,
+        200
+    );
+    let cookie = post(
+        &p,
+        "/login",
+        json!({"login": "samwise@example.com", "password": "second breakfast please"}),
+        None,
+    )
+    .await
+    .cookie
+    .unwrap();
     let cross_site = http_client()
         .post(p.url("/me"))
         .header("cookie", &cookie)
@@ -264,12 +330,12 @@ async fn the_stormpath_contract_end_to_end() {
     assert_eq!(cross_site.status(), 403);
 
     // forgot (same answer for anybody) and change with the mailed sptoken
-    let known = post(&p, "/forgot", json!({"email": "sam@example.com"}), None).await;
+    let known = post(&p, "/forgot", json!({"email": "samwise@example.com"}), None).await;
     let unknown = post(&p, "/forgot", json!({"email": "frodo@example.com"}), None).await;
     assert_eq!((known.status, &known.body), (200, &json!({})));
     assert_eq!((unknown.status, &unknown.body), (known.status, &known.body));
-    // mail so far: verification, confirmation, welcome, then this reset link
-    let reset = sptoken(&p, 4, "change").await;
+    let count = p.outbox(mails_before + 2).await.len();
+    let reset = sptoken(&p, count, "change").await;
     assert_eq!(
         get(&p, &format!("/change?sptoken={reset}"), None)
             .await
@@ -313,7 +379,7 @@ async fn the_stormpath_contract_end_to_end() {
             .body(body.to_string())
     };
     let tokens = send(form(
-        "grant_type=password&username=sam%40example.com&password=a+new+shire+passphrase",
+        "grant_type=password&username=samwise%40example.com&password=a+new+shire+passphrase",
     ))
     .await;
     assert_eq!(tokens.status, 200, "{}", tokens.body);
@@ -326,6 +392,12 @@ async fn the_stormpath_contract_end_to_end() {
     )
     .await;
     assert_eq!(me.body["account"]["givenName"], "Samwise");
+    let cookie_name = cookie.split('=').next().unwrap();
+    let as_cookie = get(&p, "/me", Some(&format!("{cookie_name}={refresh}"))).await;
+    assert_eq!(
+        as_cookie.status, 401,
+        "a refresh token is not a session cookie"
+    );
     let renewed = send(form(&format!(
         "grant_type=refresh_token&refresh_token={refresh}"
     )))
@@ -352,7 +424,7 @@ async fn the_stormpath_contract_end_to_end() {
     .await;
     assert_eq!(me.status, 401, "access tokens end with their session");
     let wrong = send(form(
-        "grant_type=password&username=sam%40example.com&password=nope",
+        "grant_type=password&username=samwise%40example.com&password=nope",
     ))
     .await;
     assert_eq!(
@@ -364,7 +436,7 @@ async fn the_stormpath_contract_end_to_end() {
     let cookie = post(
         &p,
         "/login",
-        json!({"login": "sam@example.com", "password": "a new shire passphrase"}),
+        json!({"login": "samwise@example.com", "password": "a new shire passphrase"}),
         None,
     )
     .await
@@ -402,6 +474,22 @@ async fn expiry_and_cross_site_rules_hold_on_the_account_api() {
     let api = get(&p, "/api/x", Some(&cookie)).await;
     assert_eq!(
         (api.status, api.body["error"]["code"].as_str()),
+        (403, Some("password_expired"))
+    );
+    let profile = post(&p, "/me", json!({"givenName": "Old"}), Some(&cookie)).await;
+    assert_eq!(
+        (profile.status, profile.body["error"].as_str()),
+        (403, Some("password_expired"))
+    );
+    let oauth = send(
+        http_client()
+            .post(p.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=password&username=old-timer&password=a+weathered+passphrase"),
+    )
+    .await;
+    assert_eq!(
+        (oauth.status, oauth.body["error"].as_str()),
         (403, Some("password_expired"))
     );
 

@@ -43,6 +43,9 @@ pub struct Sessions {
     cache_misses: prometheus::IntCounter,
 }
 
+const BROWSER: &str = "browser";
+const REFRESH: &str = "refresh";
+
 /// A freshly created session: the cookie value, shown once and never stored.
 pub struct NewSession {
     pub token: String,
@@ -111,11 +114,32 @@ impl Sessions {
         self.store.load_full().ok_or(SessionError::Unavailable)
     }
 
+    /// A browser session (the cookie).
     pub async fn create(
         &self,
         user: &User,
         ip: Option<String>,
         user_agent: Option<String>,
+    ) -> Result<NewSession, SessionError> {
+        self.create_for(user, ip, user_agent, BROWSER).await
+    }
+
+    /// A session behind an OAuth refresh token: never accepted as a cookie.
+    pub async fn create_refresh(
+        &self,
+        user: &User,
+        ip: Option<String>,
+        user_agent: Option<String>,
+    ) -> Result<NewSession, SessionError> {
+        self.create_for(user, ip, user_agent, REFRESH).await
+    }
+
+    async fn create_for(
+        &self,
+        user: &User,
+        ip: Option<String>,
+        user_agent: Option<String>,
+        purpose: &str,
     ) -> Result<NewSession, SessionError> {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -132,6 +156,7 @@ impl Sessions {
             absolute_expires_at: absolute,
             ip,
             user_agent: user_agent.map(|ua| ua.chars().take(512).collect()),
+            purpose: purpose.to_string(),
         };
         self.store()?.insert_session(&record).await?;
         Ok(NewSession { token })
@@ -144,6 +169,22 @@ impl Sessions {
 
     /// The user behind a session cookie value, if the session is valid now.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Arc<Principal>>, SessionError> {
+        self.authenticate_for(token, BROWSER).await
+    }
+
+    /// The user behind an OAuth refresh token, if its session is valid now.
+    pub async fn authenticate_refresh(
+        &self,
+        token: &str,
+    ) -> Result<Option<Arc<Principal>>, SessionError> {
+        self.authenticate_for(token, REFRESH).await
+    }
+
+    async fn authenticate_for(
+        &self,
+        token: &str,
+        purpose: &str,
+    ) -> Result<Option<Arc<Principal>>, SessionError> {
         let Some(id_hash) = self.id_of(token) else {
             return Ok(None);
         };
@@ -151,6 +192,9 @@ impl Sessions {
         let Some(cached) = self.live(&id_hash, now).await? else {
             return Ok(None);
         };
+        if cached.record.purpose != purpose {
+            return Ok(None);
+        }
         self.touch(&id_hash, &cached, now).await;
         Ok(Some(cached.principal.clone()))
     }

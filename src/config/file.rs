@@ -318,6 +318,8 @@ pub struct RouteSection {
     pub flavor: Option<String>,
     /// `account-api` routes: the base of the `href`s in account JSON.
     pub href_base: Option<String>,
+    /// `account-api` routes: custom-data keys only administrators may write.
+    pub protected_custom_data: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

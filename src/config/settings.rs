@@ -391,6 +391,8 @@ pub const ACCOUNT_API_ENDPOINTS: &[&str] = &[
 pub struct AccountApi {
     /// Where `href`s in account JSON start, without a trailing slash (may be empty: relative).
     pub href_base: String,
+    /// Custom-data keys users may not write through `POST /me` or at registration.
+    pub protected_custom_data: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1152,6 +1152,7 @@ fn route_settings(
         for (key, present) in [
             ("flavor", r.flavor.is_some()),
             ("href_base", r.href_base.is_some()),
+            ("protected_custom_data", r.protected_custom_data.is_some()),
         ] {
             if present {
                 c.report(at(key), format!("not allowed on a route of kind {kind:?}"));
@@ -1333,6 +1334,7 @@ fn route_settings(
             }
             Some(RouteTarget::AccountApi(AccountApi {
                 href_base: href_base.trim_end_matches('/').to_string(),
+                protected_custom_data: r.protected_custom_data.clone().unwrap_or_default(),
             }))
         }
         other => {

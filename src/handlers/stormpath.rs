@@ -93,6 +93,49 @@ fn field(name: &str, label: &str, kind: &str, required: bool) -> Value {
     json!({"name": name, "label": label, "placeholder": label, "required": required, "type": kind})
 }
 
+/// The user's custom data with `sent` merged in: a key set to `null` is removed, `href` is
+/// ignored, and keys the route protects (kept by administrators) cannot be written.
+fn merged_custom_data(
+    user: Option<&User>,
+    sent: Option<&Value>,
+    api: &AccountApi,
+) -> Result<Option<Value>, GatewayError> {
+    let sent = match sent {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            return Err(GatewayError::Validation {
+                field: "customData",
+                message: "must be an object".into(),
+            });
+        }
+    };
+    let mut data = match user.map(|u| serde_json::from_str::<Value>(&u.custom_data)) {
+        Some(Ok(Value::Object(map))) => map,
+        _ => Map::new(),
+    };
+    for (key, value) in sent {
+        if key == "href" {
+            continue;
+        }
+        if api.protected_custom_data.iter().any(|k| k == key) {
+            if data.get(key) == Some(value) {
+                continue;
+            }
+            return Err(GatewayError::Validation {
+                field: "customData",
+                message: format!("{key:?} is kept by administrators"),
+            });
+        }
+        if value.is_null() {
+            data.remove(key);
+        } else {
+            data.insert(key.clone(), value.clone());
+        }
+    }
+    Ok(Some(Value::Object(data)))
+}
+
 fn text(body: &Value, names: &[&str]) -> Option<String> {
     names
         .iter()
@@ -132,7 +175,18 @@ impl Builtin {
             extra.push((header::RETRY_AFTER, retry_after.to_string()));
         }
         if let GatewayError::MethodNotAllowed = err {
-            extra.push((header::ALLOW, "GET, POST".to_string()));
+            let endpoint = session
+                .req_header()
+                .uri
+                .path()
+                .rsplit('/')
+                .next()
+                .unwrap_or("");
+            let allow = match endpoint {
+                "me" | "login" | "register" | "verify" | "change" => "GET, HEAD, POST",
+                _ => "POST",
+            };
+            extra.push((header::ALLOW, allow.to_string()));
         }
         respond::json(session, err.status(), &error_body(err), &extra)
             .await
@@ -281,8 +335,10 @@ impl Builtin {
         self.sp_json(session, StatusCode::OK, body, vec![]).await
     }
 
-    /// `POST /me`: names and custom data; the email and the password only with the current
-    /// password (`existingPassword`). A new password ends the user's other sessions.
+    /// `POST /me`: names and custom data; a new password with the current one
+    /// (`existingPassword`), which ends the user's other sessions; a new email with the current
+    /// password too, after which the account is unverified until the link mailed to the new
+    /// address is followed (the address is never trusted on the user's word).
     async fn sp_update_me(
         &self,
         session: &mut Session,
@@ -292,36 +348,53 @@ impl Builtin {
         let user = self.current_user(&caller).await?;
         self.lifecycle.admit(caller.ip)?;
         let body = self.read_json(session).await?;
-        let custom_data = match body.get("customData") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(map)) => {
-                let mut map = map.clone();
-                map.remove("href");
-                Some(Value::Object(map))
-            }
-            Some(_) => {
-                return Err(GatewayError::Validation {
-                    field: "customData",
-                    message: "must be an object".into(),
-                });
-            }
-        };
         let new_email = text(&body, &["email"]).filter(|e| !e.eq_ignore_ascii_case(&user.email));
         let new_password = text(&body, &["password"]);
         let existing = text(&body, &["existingPassword"]).unwrap_or_default();
+        if new_password.is_none() && self.password_expired(&user) {
+            return Err(GatewayError::PasswordExpired(
+                "POST /me with password and existingPassword".into(),
+            ));
+        }
+        let custom_data = merged_custom_data(Some(&user), body.get("customData"), api)?;
         let store = self.store()?;
-        if new_email.is_some() && new_password.is_none() {
-            let verified = self
-                .passwords
-                .verify(existing.clone(), user.password_hash.clone())
+        // Everything about a new email is checked before anything changes.
+        if let Some(email) = &new_email {
+            crate::store::validate_email(email).map_err(|e| GatewayError::Validation {
+                field: "email",
+                message: e.to_string(),
+            })?;
+            self.lifecycle.check_mailable(email)?;
+            if !self
+                .lifecycle
+                .mailer()
+                .is_some_and(|m| m.sends(crate::mail::MailKind::Verification))
+            {
+                return Err(GatewayError::Validation {
+                    field: "email",
+                    message: "a new email needs mail, to verify the address".into(),
+                });
+            }
+            let taken = store
+                .user_by_login(email)
                 .await
-                .map_err(|_| GatewayError::Internal)?;
-            if !verified.ok {
-                let now = self.sessions.now();
-                let ua = Self::user_agent(session);
-                self.count_wrong_password(&store, Some(&user), &caller, ua, now)
-                    .await;
-                return Err(GatewayError::WrongPassword);
+                .map_err(|_| GatewayError::Unavailable("the user database"))?;
+            if taken.is_some_and(|other| other.id != user.id) {
+                return Err(GatewayError::Conflict("email is already taken".into()));
+            }
+            if new_password.is_none() {
+                let verified = self
+                    .passwords
+                    .verify(existing.clone(), user.password_hash.clone())
+                    .await
+                    .map_err(|_| GatewayError::Internal)?;
+                if !verified.ok {
+                    let now = self.sessions.now();
+                    let ua = Self::user_agent(session);
+                    self.count_wrong_password(&store, Some(&user), &caller, ua, now)
+                        .await;
+                    return Err(GatewayError::WrongPassword);
+                }
             }
         }
         let mut cookies = Vec::new();
@@ -339,7 +412,7 @@ impl Builtin {
             }
             let changed = changed?;
             self.forget_user(&changed.id);
-            if !caller.via_bearer {
+            if !caller.via_bearer && new_email.is_none() {
                 cookies.push(
                     self.start_session(&changed, &caller, Self::user_agent(session))
                         .await?,
@@ -347,7 +420,7 @@ impl Builtin {
             }
         }
         let update = ProfileUpdate {
-            email: new_email,
+            email: new_email.clone(),
             given_name: text(&body, &["givenName", "firstName"]),
             surname: text(&body, &["surname", "lastName"]),
             custom_data,
@@ -366,6 +439,17 @@ impl Builtin {
             .update_profile(&user.id, &update)
             .await
             .map_err(super::admin::account_error)?;
+        if new_email.is_some() {
+            accounts
+                .set_status(&user.id, UserStatus::Unverified)
+                .await
+                .map_err(super::admin::account_error)?;
+            let unverified = self.current_user_by_id(&user.id).await?;
+            self.lifecycle
+                .send_verification(&store, &unverified)
+                .await?;
+            cookies.push(self.sessions.clearing_cookie());
+        }
         self.forget_user(&user.id);
         let user = self.current_user_by_id(&user.id).await?;
         let body = json!({"account": self.sp_account(&user, api).await?});
@@ -426,10 +510,7 @@ impl Builtin {
             field: "email",
             message: "required".into(),
         })?;
-        let custom_data = match body.get("customData") {
-            Some(Value::Object(map)) => Some(Value::Object(map.clone())),
-            _ => None,
-        };
+        let custom_data = merged_custom_data(None, body.get("customData"), api)?;
         let registration = Registration {
             username: text(&body, &["username", "login"]).unwrap_or_else(|| email.clone()),
             email,
@@ -657,9 +738,14 @@ impl Builtin {
                 let user = self
                     .check_credentials(&creds, &caller, user_agent.clone())
                     .await?;
+                if self.password_expired(&user) {
+                    return Err(GatewayError::PasswordExpired(
+                        "POST /me with password and existingPassword, signed in with /login".into(),
+                    ));
+                }
                 let created = self
                     .sessions
-                    .create(&user, caller.ip_text(), user_agent.clone())
+                    .create_refresh(&user, caller.ip_text(), user_agent.clone())
                     .await
                     .map_err(|_| GatewayError::Unavailable("the user database"))?;
                 self.record_login(&user, &caller, session, user_agent).await;
@@ -669,11 +755,16 @@ impl Builtin {
                 let refresh = params.get("refresh_token").cloned().unwrap_or_default();
                 let principal = self
                     .sessions
-                    .authenticate(&refresh)
+                    .authenticate_refresh(&refresh)
                     .await
                     .map_err(|_| GatewayError::Unavailable("the user database"))?
                     .ok_or(GatewayError::InvalidToken)?;
                 let user = self.current_user_by_id(&principal.user_id).await?;
+                if self.password_expired(&user) {
+                    return Err(GatewayError::PasswordExpired(
+                        "POST /me with password and existingPassword".into(),
+                    ));
+                }
                 (user, refresh)
             }
             _ => {

@@ -191,11 +191,13 @@ impl Gateway {
         let mut found = self.routes.find(host, &path, &req.method);
         // An account API answers scripts; a browser opening one of its paths (a single-page
         // app's own /login or /verify page) goes on to the next route.
+        let mut page_of_account_api = false;
         if let Match::Found(r) | Match::MethodNotAllowed(r) = &found
             && matches!(r.target, RouteTarget::AccountApi(_))
             && respond::is_navigation(req)
         {
             found = self.routes.find_from(r.index + 1, host, &path, &req.method);
+            page_of_account_api = true;
         }
         let route = match found {
             Match::Found(route) => route,
@@ -239,8 +241,14 @@ impl Gateway {
                 } else {
                     &path
                 };
-                if upstream_path != raw_path {
-                    let uri = match req.uri.query() {
+                // The app's page reads a mailed link's token in the browser; the app's server,
+                // its logs and whatever sits in front of it never need it.
+                let query = match req.uri.query() {
+                    Some(q) if page_of_account_api => Some(without_link_tokens(q)),
+                    other => other.map(str::to_owned),
+                };
+                if upstream_path != raw_path || query.as_deref() != req.uri.query() {
+                    let uri = match query.filter(|q| !q.is_empty()) {
                         Some(q) => format!("{upstream_path}?{q}"),
                         None => upstream_path.to_string(),
                     };
@@ -745,6 +753,18 @@ fn upstream_error_kind(etype: &ErrorType) -> &'static str {
         | ErrorType::InvalidH2 => "protocol",
         _ => "other",
     }
+}
+
+/// A query without the `sptoken` and `token` parameters of mailed account links.
+fn without_link_tokens(query: &str) -> String {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            !name.eq_ignore_ascii_case("sptoken") && !name.eq_ignore_ascii_case("token")
+        })
+        .collect();
+    kept.join("&")
 }
 
 fn path_error(e: PathError) -> GatewayError {

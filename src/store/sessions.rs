@@ -15,6 +15,8 @@ pub struct SessionRecord {
     pub absolute_expires_at: i64,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// `browser` (the session cookie) or `refresh` (an OAuth refresh token).
+    pub purpose: String,
 }
 
 fn record_from_row(row: &sqlx::any::AnyRow) -> Result<SessionRecord, StoreError> {
@@ -28,6 +30,7 @@ fn record_from_row(row: &sqlx::any::AnyRow) -> Result<SessionRecord, StoreError>
         absolute_expires_at: row.try_get("absolute_expires_at")?,
         ip: row.try_get("ip")?,
         user_agent: row.try_get("user_agent")?,
+        purpose: row.try_get("purpose")?,
     })
 }
 
@@ -35,7 +38,7 @@ impl Store {
     pub async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO sessions (id_hash, user_id, epoch, created_at, last_seen_at, idle_expires_at, \
-             absolute_expires_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             absolute_expires_at, ip, user_agent, purpose) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&s.id_hash)
         .bind(&s.user_id)
@@ -46,6 +49,7 @@ impl Store {
         .bind(s.absolute_expires_at)
         .bind(s.ip.as_deref())
         .bind(s.user_agent.as_deref())
+        .bind(&s.purpose)
         .execute(self.pool())
         .await
         .map_err(|e| StoreError::from_write(e, "session"))?;
@@ -55,7 +59,7 @@ impl Store {
     pub async fn session(&self, id_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id_hash, user_id, epoch, created_at, last_seen_at, idle_expires_at, \
-             absolute_expires_at, ip, user_agent FROM sessions WHERE id_hash = $1",
+             absolute_expires_at, ip, user_agent, purpose FROM sessions WHERE id_hash = $1",
         )
         .bind(id_hash)
         .fetch_optional(self.pool())
@@ -67,7 +71,7 @@ impl Store {
     pub async fn sessions_of(&self, user_id: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id_hash, user_id, epoch, created_at, last_seen_at, idle_expires_at, \
-             absolute_expires_at, ip, user_agent FROM sessions WHERE user_id = $1 ORDER BY created_at DESC",
+             absolute_expires_at, ip, user_agent, purpose FROM sessions WHERE user_id = $1 ORDER BY created_at DESC",
         )
         .bind(user_id)
         .fetch_all(self.pool())

@@ -123,15 +123,15 @@ fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
 
 pub fn validate_username(username: &str) -> Result<(), StoreError> {
     let ok = !username.is_empty()
-        && username.len() <= 64
+        && username.len() <= 254
         && username
             .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+'));
     if ok {
         Ok(())
     } else {
         Err(StoreError::Invalid(format!(
-            "username {username:?} must be 1-64 letters, digits, '.', '_', '-' or '@'"
+            "username {username:?} must be 1-254 letters, digits, '.', '_', '-', '+' or '@'"
         )))
     }
 }
