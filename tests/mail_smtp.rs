@@ -10,8 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Postern, Upstream, base_config, builtin_and_app_routes, free_port, http_client, mail_files,
-    mail_token,
+    Postern, Upstream, base_config, builtin_and_app_routes, http_client, mail_files, mail_token,
 };
 use postern::store::EventFilter;
 use serde_json::json;
@@ -59,6 +58,31 @@ impl Certificates {
 
     fn key(&self) -> PathBuf {
         self.dir.path().join("key.pem")
+    }
+}
+
+/// A port for the SMTP server, held (bound, not listening: connections to it are refused) until
+/// the server starts, so that no other listener of the concurrent tests takes it meanwhile.
+struct SmtpPort {
+    port: u16,
+    held: Option<tokio::net::TcpSocket>,
+}
+
+impl SmtpPort {
+    fn reserve() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        Self {
+            port,
+            held: Some(socket),
+        }
+    }
+
+    /// Lets go of the port and starts the server on it.
+    fn start_sink(&mut self, dir: &Path, certs: &Certificates) -> SmtpSink {
+        drop(self.held.take());
+        SmtpSink::start(self.port, dir, certs)
     }
 }
 
@@ -163,9 +187,10 @@ async fn a_reset_link_arrives_over_starttls_with_auth_and_works() {
         return;
     }
     let certs = Certificates::new();
-    let port = free_port();
+    let mut smtp = SmtpPort::reserve();
+    let port = smtp.port;
     let inbox = tempfile::tempdir().unwrap();
-    let _sink = SmtpSink::start(port, inbox.path(), &certs);
+    let _sink = smtp.start_sink(inbox.path(), &certs);
     let app = Upstream::start("app").await;
     let p = Postern::start(&config(port, &certs, ""), &[("APP", app.url())]);
     p.add_user("sam", "the old passphrase", &[]).await;
@@ -212,7 +237,8 @@ async fn mail_waits_out_an_smtp_outage_and_a_restart() {
         return;
     }
     let certs = Certificates::new();
-    let port = free_port();
+    let mut smtp = SmtpPort::reserve();
+    let port = smtp.port;
     let app = Upstream::start("app").await;
     let p = Postern::start(
         &config(
@@ -233,7 +259,7 @@ async fn mail_waits_out_an_smtp_outage_and_a_restart() {
 
     let p = p.restart().await;
     let inbox = tempfile::tempdir().unwrap();
-    let _sink = SmtpSink::start(port, inbox.path(), &certs);
+    let _sink = smtp.start_sink(inbox.path(), &certs);
     let mail = mail_files(inbox.path(), 1).await;
     let token = mail_token(&mail[0], "reset");
     assert_eq!(token.len(), 43);
@@ -259,7 +285,8 @@ async fn a_message_that_never_goes_through_is_kept_as_failed_and_can_be_retried(
         return;
     }
     let certs = Certificates::new();
-    let port = free_port();
+    let mut smtp = SmtpPort::reserve();
+    let port = smtp.port;
     let app = Upstream::start("app").await;
     let p = Postern::start(
         &config(
@@ -318,7 +345,7 @@ async fn a_message_that_never_goes_through_is_kept_as_failed_and_can_be_retried(
     let id = listed[0]["id"].as_i64().unwrap().to_string();
 
     let inbox = tempfile::tempdir().unwrap();
-    let _sink = SmtpSink::start(port, inbox.path(), &certs);
+    let _sink = smtp.start_sink(inbox.path(), &certs);
     let (code, out) = cli(&["mail", "retry", &id]);
     assert_eq!(code, Some(0), "{out}");
     mail_files(inbox.path(), 1).await;
