@@ -15,6 +15,12 @@ cache_ttl = "30s"
 [bootstrap]
 admin_password = "the admin password"
 
+[accounts]
+public_url = "https://gw.example"
+
+[mail]
+transport = "outbox"
+
 [upstreams.app]
 backends = ["${{APP}}"]
 

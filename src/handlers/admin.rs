@@ -667,6 +667,59 @@ pub const BUILTIN_ROUTES: &[(&str, &str, &str, &str)] = &[
         "200",
         "A bearer access token for credentials or the current session",
     ),
+    ("GET", "/password-policy", "200", "The password policy"),
+    (
+        "GET",
+        "/register",
+        "200",
+        "The registration page (when registration is open)",
+    ),
+    (
+        "POST",
+        "/register",
+        "201",
+        "Create an account: JSON or the page's form",
+    ),
+    (
+        "GET",
+        "/verify",
+        "200",
+        "A verification link's page, or whether it is valid (?token=)",
+    ),
+    (
+        "POST",
+        "/verify",
+        "200",
+        "Verify with a token (and a first password), or {login} for a new link (202)",
+    ),
+    ("GET", "/forgot", "200", "The page to ask for a reset link"),
+    (
+        "POST",
+        "/forgot",
+        "202",
+        "Mail a reset link: the same answer whatever the account",
+    ),
+    (
+        "GET",
+        "/reset",
+        "200",
+        "A reset link's page, or whether it is valid (?token=)",
+    ),
+    ("POST", "/reset", "200", "A new password with a reset token"),
+    ("GET", "/change", "200", "The change-password page"),
+    (
+        "POST",
+        "/change",
+        "200",
+        "Change the password: current and new",
+    ),
+    ("GET", "/expired", "200", "The expired-password page"),
+    (
+        "POST",
+        "/expired",
+        "200",
+        "Change an expired password: current and new",
+    ),
 ];
 
 /// The OpenAPI 3.1 document of the admin API (built from [`ROUTES`]) and the other built-in

@@ -532,8 +532,8 @@ impl Builtin {
     }
 
     /// `GET /verify?sptoken=`: verifies, as react-stormpath's verify view asks it to. Only a
-    /// script asking for JSON gets this far (a browser opening the link gets the app's page, and
-    /// a mail scanner's fetch is refused), so following a link in mail verifies nothing by itself.
+    /// request asking for JSON gets this far: a browser opening the link gets the app's page
+    /// (whose script then asks), and a scanner's plain fetch of the link is refused.
     async fn sp_verify_link(
         &self,
         session: &mut Session,
