@@ -301,9 +301,13 @@ async fn the_stormpath_contract_end_to_end() {
         401,
         "signed out until verified"
     );
-    let mail = p.outbox(mails_before + 1).await;
-    assert!(mail.last().unwrap().contains("To: samwise@example.com"));
-    let token = sptoken(&p, mails_before + 1, "verify").await;
+    // a notice to the old address, the verification link to the new one
+    let mail = p.outbox(mails_before + 2).await;
+    let notice = &mail[mails_before];
+    assert!(notice.contains("To: sam@example.com"), "{notice}");
+    assert!(notice.contains("Subject: Your email address was changed"));
+    assert!(mail[mails_before + 1].contains("To: samwise@example.com"));
+    let token = sptoken(&p, mails_before + 2, "verify").await;
     assert_eq!(
         get(&p, &format!("/verify?sptoken={token}"), None)
             .await
@@ -334,8 +338,8 @@ async fn the_stormpath_contract_end_to_end() {
     let unknown = post(&p, "/forgot", json!({"email": "frodo@example.com"}), None).await;
     assert_eq!((known.status, &known.body), (200, &json!({})));
     assert_eq!((unknown.status, &unknown.body), (known.status, &known.body));
-    let count = p.outbox(mails_before + 2).await.len();
-    let reset = sptoken(&p, count, "change").await;
+    // then: confirmation and welcome for the new address, and this reset link
+    let reset = sptoken(&p, mails_before + 5, "change").await;
     assert_eq!(
         get(&p, &format!("/change?sptoken={reset}"), None)
             .await

@@ -718,6 +718,21 @@ impl Lifecycle {
         Ok(user)
     }
 
+    /// Tells the old address that the account's email changed (`old` is the account as it was).
+    pub async fn email_changed(&self, old: &User, new_email: &str, origin: &Origin) {
+        if let Ok(store) = self.store() {
+            self.event(
+                &store,
+                "account.email_changed",
+                Some(old),
+                origin,
+                json!({"from": old.email, "to": new_email}),
+            )
+            .await;
+            self.notify(&store, MailKind::EmailChanged, old).await;
+        }
+    }
+
     /// Records a login with an expired password (the session is restricted to changing it).
     pub async fn expired_login(&self, user: &User, origin: &Origin) {
         if let Ok(store) = self.store() {

@@ -439,7 +439,10 @@ impl Builtin {
             .update_profile(&user.id, &update)
             .await
             .map_err(super::admin::account_error)?;
-        if new_email.is_some() {
+        if let Some(email) = &new_email {
+            self.lifecycle
+                .email_changed(&user, email, &caller.origin(session))
+                .await;
             accounts
                 .set_status(&user.id, UserStatus::Unverified)
                 .await

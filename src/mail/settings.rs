@@ -13,16 +13,19 @@ pub enum MailKind {
     PasswordReset,
     PasswordResetSuccess,
     PasswordChanged,
+    /// To the old address, when a user changes their email.
+    EmailChanged,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 6] = [
+    pub const ALL: [MailKind; 7] = [
         Self::Verification,
         Self::VerificationSuccess,
         Self::Welcome,
         Self::PasswordReset,
         Self::PasswordResetSuccess,
         Self::PasswordChanged,
+        Self::EmailChanged,
     ];
 
     /// The name in config (`[mail.messages.NAME]`), template files, the queue and metrics.
@@ -34,6 +37,7 @@ impl MailKind {
             Self::PasswordReset => "password_reset",
             Self::PasswordResetSuccess => "password_reset_success",
             Self::PasswordChanged => "password_changed",
+            Self::EmailChanged => "email_changed",
         }
     }
 
@@ -49,6 +53,7 @@ impl MailKind {
             Self::PasswordReset => "Reset your password",
             Self::PasswordResetSuccess => "Your password has been reset",
             Self::PasswordChanged => "Your password was changed",
+            Self::EmailChanged => "Your email address was changed",
         }
     }
 }

@@ -27,6 +27,8 @@ const BUILTIN: &[(&str, &str)] = builtin!(
     "password_reset_success.html",
     "password_changed.txt",
     "password_changed.html",
+    "email_changed.txt",
+    "email_changed.html",
 );
 
 pub struct Templates {

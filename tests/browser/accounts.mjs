@@ -35,15 +35,22 @@ const browser = await chromium.launch({
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 const seen = { flow, urls: [], titles: [] };
-const note = async (page) => { seen.urls.push(page.url()); seen.titles.push(await page.title()); };
+// What the page shows once it has loaded (a click only starts a navigation).
+const note = async (page) => {
+  await page.waitForLoadState('load');
+  seen.urls.push(page.url());
+  seen.titles.push(await page.title());
+};
 const page = await browser.newPage();
 try {
   if (flow === 'reset') {
     await page.goto(`${base}/_postern/login`);
     await page.getByRole('link', { name: 'Forgot your password?' }).click();
+    await page.waitForURL(/\/_postern\/forgot$/, { timeout: 15000 });
     await note(page);
     await page.getByLabel('Username or email').fill(username);
     await page.getByRole('button', { name: 'Send the link' }).click();
+    await page.getByRole('status').waitFor({ timeout: 15000 });
     await note(page);
     seen.sentMessage = await page.locator('[role=status]').innerText();
     await page.goto(await mailLink('reset', 1));
@@ -51,6 +58,7 @@ try {
     await page.getByLabel('New password').fill(newPassword);
     await page.getByLabel('Repeat it').fill(newPassword);
     await page.getByRole('button', { name: 'Save the new password' }).click();
+    await page.getByRole('status').waitFor({ timeout: 15000 });
     await note(page);
     await page.getByRole('link', { name: 'Sign in' }).click();
     await page.getByLabel('Username or email').fill(username);
