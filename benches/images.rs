@@ -1,5 +1,5 @@
 //! The image pipeline (decode → orient → resize → encode) on sharp's benchmark inputs
-//! (`../shared/bench-images`, or `POSTERN_BENCH_IMAGES`): the CPU work one transform costs.
+//! (`benches/images/inputs`, or `POSTERN_BENCH_IMAGES`): the CPU work one transform costs.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use postern::images::params::{Fit, Format, FormatRequest, Transform};
@@ -7,7 +7,7 @@ use postern::images::pipeline::{Limits, transform};
 
 fn input(name: &str) -> Option<Vec<u8>> {
     let dir = std::env::var("POSTERN_BENCH_IMAGES")
-        .unwrap_or_else(|_| format!("{}/../shared/bench-images", env!("CARGO_MANIFEST_DIR")));
+        .unwrap_or_else(|_| format!("{}/benches/images/inputs", env!("CARGO_MANIFEST_DIR")));
     std::fs::read(format!("{dir}/{name}")).ok()
 }
 

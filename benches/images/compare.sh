@@ -5,12 +5,12 @@
 #   benches/images/compare.sh                # 10 s per case, concurrency = cores
 #   SECONDS_PER_CASE=20 CONCURRENCY=1 benches/images/compare.sh
 #
-# Inputs are sharp's own benchmark images (../shared/bench-images, or IMAGES=dir). Needs node and
+# Inputs are sharp's own benchmark images (benches/images/inputs, or IMAGES=dir). Needs node and
 # npm (sharp is installed into benches/images/node_modules, which git ignores).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-IMAGES="${IMAGES:-../shared/bench-images}"
+IMAGES="${IMAGES:-benches/images/inputs}"
 SECONDS_PER_CASE="${SECONDS_PER_CASE:-10}"
 CONCURRENCY="${CONCURRENCY:-$(nproc)}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/postern-target}"
