@@ -284,6 +284,47 @@ async fn tokens_expire_on_the_gateway_clock_and_die_with_revocation() {
     );
 }
 
+/// Logging out with a token made from a session ends that session, and every token made from it.
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_with_a_session_bound_token_ends_its_session() {
+    let app = Upstream::start("app").await;
+    let p = Postern::start(&config(&hs256()), &[("APP", app.url())]);
+    p.add_user("lou", "a logout passphrase", &[]).await;
+    let cookie = p.login_cookie("lou", "a logout passphrase").await;
+    let minted = client()
+        .post(p.url("/_postern/token"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(minted.status(), 200);
+    let token = minted.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(with_bearer(&p, "/x", &token).await.status(), 200);
+    let out = client()
+        .post(p.url("/_postern/logout"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    assert_eq!(with_bearer(&p, "/x", &token).await.status(), 401);
+    let me = client()
+        .get(p.url("/_postern/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        me.status(),
+        401,
+        "the session the token came from has ended"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rs256_refuses_hs256_tokens_made_with_the_public_key() {
     let app = Upstream::start("app").await;

@@ -287,9 +287,13 @@ impl Sessions {
         if !plausible_token(token) {
             return Ok(false);
         }
-        let id_hash = hash_token(token);
-        self.cache.invalidate(&id_hash);
-        Ok(self.store()?.delete_session(&id_hash).await?)
+        self.destroy_id(&hash_token(token)).await
+    }
+
+    /// Ends the session stored under `id_hash` (the one a bearer token was issued from).
+    pub async fn destroy_id(&self, id_hash: &str) -> Result<bool, SessionError> {
+        self.cache.invalidate(id_hash);
+        Ok(self.store()?.delete_session(id_hash).await?)
     }
 
     /// Drops a user's cached sessions on this instance, so that a revocation or a change of

@@ -72,6 +72,8 @@ pub struct Caller {
     pub ip: Option<std::net::IpAddr>,
     /// The route's CORS rule admits the request's `Origin`.
     pub origin_allowed: bool,
+    /// The session (id hash) a bearer token was issued from: logout ends it.
+    pub bearer_session: Option<String>,
 }
 
 impl Caller {
@@ -774,14 +776,18 @@ impl Builtin {
         }
     }
 
-    /// Ends the caller's session, if any (logout).
+    /// Ends the caller's session, if any (logout): the cookie's, or the one a bearer token was
+    /// issued from (which ends the token too).
     async fn end_session(&self, caller: &Caller) -> Result<(), GatewayError> {
-        if let Some(token) = caller.session_token.as_deref() {
-            let ended = self
-                .sessions
-                .destroy(token)
-                .await
-                .map_err(|_| GatewayError::Unavailable("the user database"))?;
+        let ended = match (&caller.bearer_session, caller.session_token.as_deref()) {
+            (Some(id_hash), _) if caller.via_bearer => {
+                Some(self.sessions.destroy_id(id_hash).await)
+            }
+            (_, Some(token)) if !caller.via_bearer => Some(self.sessions.destroy(token).await),
+            _ => None,
+        };
+        if let Some(ended) = ended {
+            let ended = ended.map_err(|_| GatewayError::Unavailable("the user database"))?;
             if ended && let (Some(p), Ok(store)) = (&caller.principal, self.store()) {
                 let event = NewEvent {
                     kind: "logout".into(),

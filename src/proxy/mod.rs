@@ -82,6 +82,8 @@ pub struct RequestCtx {
     peer_trusted: bool,
     /// The request authenticated with a bearer token, which the app must not see.
     bearer_consumed: bool,
+    /// The session the bearer token was issued from (its id hash), if any.
+    bearer_session: Option<String>,
     /// CORS headers for the response to an allowed cross-origin request.
     cors_headers: Vec<(&'static str, String)>,
     body: BodyLimit,
@@ -260,7 +262,11 @@ impl Gateway {
     }
 
     /// The principal behind a bearer token; a token that does not verify is an error.
-    async fn authenticate_bearer(&self, token: &str) -> Result<Arc<Principal>, GatewayError> {
+    /// With the id hash of the session the token was issued from, if any.
+    async fn authenticate_bearer(
+        &self,
+        token: &str,
+    ) -> Result<(Arc<Principal>, Option<String>), GatewayError> {
         let verified = match self.tokens.verify(token).await {
             Ok(verified) => verified,
             Err(TokenError::Invalid) => return Err(GatewayError::InvalidToken),
@@ -272,11 +278,11 @@ impl Gateway {
                 return Err(GatewayError::Unavailable("the user database"));
             }
         };
-        let Some(session) = &verified.session else {
-            return Ok(verified.principal);
+        let Some(session) = verified.session else {
+            return Ok((verified.principal, None));
         };
-        match self.sessions.is_live(session).await {
-            Ok(true) => Ok(verified.principal),
+        match self.sessions.is_live(&session).await {
+            Ok(true) => Ok((verified.principal, Some(session))),
             Ok(false) => Err(GatewayError::InvalidToken),
             Err(SessionError::Unavailable) => Err(GatewayError::Unavailable("the user database")),
             Err(SessionError::Store(e)) => {
@@ -399,6 +405,7 @@ impl Gateway {
             principal,
             session_token: token,
             via_bearer: ctx.bearer_consumed,
+            bearer_session: ctx.bearer_session.clone(),
             ip: ctx.client,
             origin_allowed: !ctx.cors_headers.is_empty(),
         }
@@ -824,6 +831,7 @@ impl ProxyHttp for Gateway {
             client: None,
             peer_trusted: false,
             bearer_consumed: false,
+            bearer_session: None,
             cors_headers: Vec::new(),
             body: BodyLimit::new(self.settings.server.max_body_size),
             tried_backends: 0,
@@ -864,8 +872,9 @@ impl ProxyHttp for Gateway {
         let bearer = headers::bearer_token(session.req_header()).map(str::to_owned);
         let principal = match &bearer {
             Some(bearer) => match self.authenticate_bearer(bearer).await {
-                Ok(principal) => {
+                Ok((principal, from_session)) => {
                     ctx.bearer_consumed = true;
+                    ctx.bearer_session = from_session;
                     Some(principal)
                 }
                 Err(err) => return self.answer(session, ctx, err).await,
