@@ -43,8 +43,11 @@ impl Blocklist {
         }
     }
 
+    /// The built-in list, parsed once per process and shared.
     pub fn builtin() -> Self {
-        Self::parse(BUILTIN_BLOCKLIST)
+        static BUILTIN: std::sync::LazyLock<Blocklist> =
+            std::sync::LazyLock::new(|| Blocklist::parse(BUILTIN_BLOCKLIST));
+        BUILTIN.clone()
     }
 
     pub fn none() -> Self {

@@ -15,6 +15,15 @@ use crate::proxy::respond;
 const ACCEPTED_MESSAGE: &str =
     "If an account matches, a message with a link is on its way. Check your mail.";
 
+/// A page whose form posts a mailed link's token back to `endpoint`.
+struct TokenForm<'a> {
+    endpoint: &'a str,
+    title: &'a str,
+    intro: Option<&'a str>,
+    fields: Vec<Field<'static>>,
+    submit: &'a str,
+}
+
 /// What a page needs to show a form again after a mistake.
 struct Retry<'a> {
     input: &'a Input,
@@ -252,19 +261,37 @@ impl Builtin {
         username: &str,
         error: Option<&str>,
     ) -> Result<(), GatewayError> {
-        let action = self.link("verify");
         let intro = format!("Choose a password for {username} to finish setting up your account.");
-        let fields = self.password_fields("New password");
+        let form = TokenForm {
+            endpoint: "verify",
+            title: "Set your password",
+            intro: Some(&intro),
+            fields: self.password_fields("New password"),
+            submit: "Set password and sign in",
+        };
+        self.token_form(session, status, form, token, error).await
+    }
+
+    /// A form that posts a mailed link's token back to its endpoint.
+    async fn token_form(
+        &self,
+        session: &mut Session,
+        status: StatusCode,
+        form: TokenForm<'_>,
+        token: &str,
+        error: Option<&str>,
+    ) -> Result<(), GatewayError> {
+        let action = self.link(form.endpoint);
         self.send_form(session, status, |csrf| {
             Form {
-                title: "Set your password",
-                intro: Some(&intro),
+                title: form.title,
+                intro: form.intro,
                 error,
                 action: &action,
                 csrf,
                 hidden: vec![("token", token)],
-                fields,
-                submit: "Set password and sign in",
+                fields: form.fields,
+                submit: form.submit,
                 links: vec![],
             }
             .render()
@@ -317,23 +344,16 @@ impl Builtin {
         token: &str,
         email: &str,
     ) -> Result<(), GatewayError> {
-        let action = self.link("verify");
         let intro = format!("Confirm that {email} is your address.");
-        self.send_form(session, StatusCode::OK, |csrf| {
-            Form {
-                title: "Verify your account",
-                intro: Some(&intro),
-                error: None,
-                action: &action,
-                csrf,
-                hidden: vec![("token", token)],
-                fields: vec![],
-                submit: "Confirm my address",
-                links: vec![],
-            }
-            .render()
-        })
-        .await
+        let form = TokenForm {
+            endpoint: "verify",
+            title: "Verify your account",
+            intro: Some(&intro),
+            fields: vec![],
+            submit: "Confirm my address",
+        };
+        self.token_form(session, StatusCode::OK, form, token, None)
+            .await
     }
 
     /// `POST /verify`: `{"token"}` (with `"password"` for an account without one) verifies;
@@ -530,23 +550,14 @@ impl Builtin {
         token: &str,
         error: Option<&str>,
     ) -> Result<(), GatewayError> {
-        let action = self.link("reset");
-        let fields = self.password_fields("New password");
-        self.send_form(session, status, |csrf| {
-            Form {
-                title: "Choose a new password",
-                intro: None,
-                error,
-                action: &action,
-                csrf,
-                hidden: vec![("token", token)],
-                fields,
-                submit: "Save the new password",
-                links: vec![],
-            }
-            .render()
-        })
-        .await
+        let form = TokenForm {
+            endpoint: "reset",
+            title: "Choose a new password",
+            intro: None,
+            fields: self.password_fields("New password"),
+            submit: "Save the new password",
+        };
+        self.token_form(session, status, form, token, error).await
     }
 
     /// `GET /reset?token=`: the form (browsers) or whether the token is valid (API clients).
@@ -733,8 +744,7 @@ impl Builtin {
             && let Ok(store) = self.store()
             && let Ok(Some(user)) = store.user_by_id(&principal.user_id).await
         {
-            let now = self.sessions.now();
-            self.count_wrong_password(&store, Some(&user), &caller, Self::user_agent(session), now)
+            self.wrong_current_password(session, &store, &user, &caller)
                 .await;
         }
         let user = match attempt {

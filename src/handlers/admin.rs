@@ -8,7 +8,7 @@ use http::StatusCode;
 use pingora::proxy::Session;
 use serde_json::{Value, json};
 
-use super::Caller;
+use super::{Caller, query_param};
 use crate::accounts::{AccountError, Accounts, Actor, Lifecycle, Origin, UserDraft};
 use crate::auth::{ADMIN_ROLE, Passwords, Sessions, Tokens};
 use crate::error::GatewayError;
@@ -162,14 +162,6 @@ fn invalid(field: &'static str, message: impl Into<String>) -> GatewayError {
         field,
         message: message.into(),
     }
-}
-
-fn query_param(session: &Session, name: &str) -> Option<String> {
-    session.req_header().uri.query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    })
 }
 
 fn int_param(

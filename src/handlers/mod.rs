@@ -137,14 +137,33 @@ fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn is_form(req: &pingora::http::RequestHeader) -> bool {
+/// Whether the request's `Content-Type` is `media_type` (any parameters aside, any case).
+fn has_media_type(req: &pingora::http::RequestHeader, media_type: &str) -> bool {
     req.headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| {
-            t.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        })
+        .is_some_and(|t| t.to_ascii_lowercase().starts_with(media_type))
+}
+
+fn is_form(req: &pingora::http::RequestHeader) -> bool {
+    has_media_type(req, "application/x-www-form-urlencoded")
+}
+
+fn is_json(req: &pingora::http::RequestHeader) -> bool {
+    has_media_type(req, "application/json")
+}
+
+/// The string values of a JSON object body (other values are left out).
+fn json_string_fields(body: &[u8]) -> Result<HashMap<String, String>, GatewayError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| GatewayError::BadRequest("the body is not valid JSON"))?;
+    let object = value
+        .as_object()
+        .ok_or(GatewayError::BadRequest("the body must be a JSON object"))?;
+    Ok(object
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+        .collect())
 }
 
 fn query_param(session: &Session, name: &str) -> Option<String> {
@@ -177,7 +196,7 @@ impl Builtin {
 
     /// The login page's path, e.g. `/_postern/login`.
     pub fn login_path(&self) -> String {
-        format!("{}/login", self.prefix.trim_end_matches('/'))
+        self.link("login")
     }
 
     fn store(&self) -> Result<Arc<Store>, GatewayError> {
@@ -334,6 +353,7 @@ impl Builtin {
             .and_then(|v| safe_return_to(&v, &self.sessions.settings().return_to_hosts))
     }
 
+    /// The path of built-in endpoint `endpoint`, e.g. `/_postern/forgot`.
     fn link(&self, endpoint: &str) -> String {
         format!("{}/{endpoint}", self.prefix.trim_end_matches('/'))
     }
@@ -381,28 +401,14 @@ impl Builtin {
     /// the CSRF cookie.
     async fn read_input(&self, session: &mut Session) -> Result<Input, GatewayError> {
         let form = is_form(session.req_header());
-        let json = session
-            .req_header()
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
+        let json = is_json(session.req_header());
         if !form && !json {
             return Err(GatewayError::UnsupportedMediaType);
         }
         let body = body::read_small_body(session, MAX_FORM_BODY, self.body_timeout).await?;
         if json {
-            let value: serde_json::Value = serde_json::from_slice(&body)
-                .map_err(|_| GatewayError::BadRequest("the body is not valid JSON"))?;
-            let object = value
-                .as_object()
-                .ok_or(GatewayError::BadRequest("the body must be a JSON object"))?;
-            let fields = object
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect();
             return Ok(Input {
-                fields,
+                fields: json_string_fields(&body)?,
                 from_form: false,
             });
         }
@@ -528,6 +534,19 @@ impl Builtin {
         self.lockout.succeeded(&user.id);
         self.count_attempt("success");
         Ok(user.clone())
+    }
+
+    /// A signed-in user's wrong current password (change, profile): counted as a failed login.
+    async fn wrong_current_password(
+        &self,
+        session: &Session,
+        store: &Store,
+        user: &User,
+        caller: &Caller,
+    ) {
+        let now = self.sessions.now();
+        self.count_wrong_password(store, Some(user), caller, Self::user_agent(session), now)
+            .await;
     }
 
     /// Counts a wrong password against the user and the client's address; at the limit the user
@@ -717,12 +736,7 @@ impl Builtin {
                 .as_deref()
                 .and_then(|t| self.sessions.id_of(t))
                 .ok_or(GatewayError::Unauthenticated)?;
-            let user = self
-                .store()?
-                .user_by_id(&principal.user_id)
-                .await
-                .map_err(|_| GatewayError::Unavailable("the user database"))?
-                .ok_or(GatewayError::Unauthenticated)?;
+            let user = self.signed_in_user(&principal.user_id).await?;
             (user, Some(from_session))
         };
         if self.password_expired(&user) {
@@ -815,14 +829,26 @@ impl Builtin {
         .map_err(|_| GatewayError::Internal)
     }
 
-    async fn me(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
-        let principal = caller.principal.ok_or(GatewayError::Unauthenticated)?;
-        let user = self
-            .store()?
-            .user_by_id(&principal.user_id)
+    /// A signed-in user as the database has it now; one that is gone is `401`.
+    async fn signed_in_user(&self, user_id: &str) -> Result<User, GatewayError> {
+        self.store()?
+            .user_by_id(user_id)
             .await
             .map_err(|_| GatewayError::Unavailable("the user database"))?
+            .ok_or(GatewayError::Unauthenticated)
+    }
+
+    /// The caller's user; without a login, `401`.
+    async fn current_user(&self, caller: &Caller) -> Result<User, GatewayError> {
+        let principal = caller
+            .principal
+            .as_ref()
             .ok_or(GatewayError::Unauthenticated)?;
+        self.signed_in_user(&principal.user_id).await
+    }
+
+    async fn me(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
+        let user = self.current_user(&caller).await?;
         respond::json(session, StatusCode::OK, &self.user_json(&user), &[])
             .await
             .map_err(|_| GatewayError::Internal)

@@ -8,12 +8,14 @@ use http::{Method, StatusCode, header};
 use pingora::proxy::Session;
 use serde_json::{Map, Value, json};
 
-use super::{Builtin, Caller, Credentials, query_param, same_site};
+use super::{
+    Builtin, Caller, Credentials, is_form, is_json, json_string_fields, query_param, same_site,
+};
 use crate::accounts::{Accounts, Actor, Registration, VerifyOutcome};
 use crate::config::AccountApi;
 use crate::error::GatewayError;
 use crate::proxy::{body, respond};
-use crate::store::{ProfileUpdate, RoleInfo, User, UserStatus};
+use crate::store::{ProfileUpdate, User, UserStatus};
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -35,11 +37,12 @@ fn stormpath_status(status: UserStatus) -> &'static str {
     }
 }
 
-/// The account as Stormpath (and userdb's stormpath transformer) shaped it.
+/// The account as Stormpath (and userdb's stormpath transformer) shaped it; `roles` are the
+/// user's roles with their descriptions (its groups).
 pub fn account_json(
     user: &User,
     href_base: &str,
-    roles: &[RoleInfo],
+    roles: &[(String, String)],
     password_expired: bool,
 ) -> Value {
     let href = format!("{href_base}/accounts/{}", user.id);
@@ -53,14 +56,9 @@ pub fn account_json(
         _ => Map::new(),
     };
     custom_data.insert("href".into(), json!(format!("{href}/customData")));
-    let groups: Vec<Value> = user
-        .roles
+    let groups: Vec<Value> = roles
         .iter()
-        .map(|role| {
-            let description = roles
-                .iter()
-                .find(|r| &r.name == role)
-                .map_or("", |r| r.description.as_str());
+        .map(|(role, description)| {
             json!({
                 "href": format!("{href_base}/groups/{role}"),
                 "name": role,
@@ -276,13 +274,7 @@ impl Builtin {
     }
 
     async fn read_json(&self, session: &mut Session) -> Result<Value, GatewayError> {
-        let json = session
-            .req_header()
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.to_ascii_lowercase().starts_with("application/json"));
-        if !json {
+        if !is_json(session.req_header()) {
             return Err(GatewayError::UnsupportedMediaType);
         }
         let bytes = body::read_small_body(session, MAX_BODY, self.body_timeout).await?;
@@ -300,7 +292,7 @@ impl Builtin {
             Vec::new()
         } else {
             self.store()?
-                .roles()
+                .role_descriptions_of(&user.id)
                 .await
                 .map_err(|_| GatewayError::Unavailable("the user database"))?
         };
@@ -310,18 +302,6 @@ impl Builtin {
             &roles,
             self.password_expired(user),
         ))
-    }
-
-    async fn current_user(&self, caller: &Caller) -> Result<User, GatewayError> {
-        let principal = caller
-            .principal
-            .as_ref()
-            .ok_or(GatewayError::Unauthenticated)?;
-        self.store()?
-            .user_by_id(&principal.user_id)
-            .await
-            .map_err(|_| GatewayError::Unavailable("the user database"))?
-            .ok_or(GatewayError::Unauthenticated)
     }
 
     async fn sp_me(
@@ -389,9 +369,7 @@ impl Builtin {
                     .await
                     .map_err(|_| GatewayError::Internal)?;
                 if !verified.ok {
-                    let now = self.sessions.now();
-                    let ua = Self::user_agent(session);
-                    self.count_wrong_password(&store, Some(&user), &caller, ua, now)
+                    self.wrong_current_password(session, &store, &user, &caller)
                         .await;
                     return Err(GatewayError::WrongPassword);
                 }
@@ -405,9 +383,7 @@ impl Builtin {
                 .await
                 .map_err(GatewayError::from);
             if let Err(GatewayError::WrongPassword) = changed {
-                let now = self.sessions.now();
-                let ua = Self::user_agent(session);
-                self.count_wrong_password(&store, Some(&user), &caller, ua, now)
+                self.wrong_current_password(session, &store, &user, &caller)
                     .await;
             }
             let changed = changed?;
@@ -447,24 +423,16 @@ impl Builtin {
                 .set_status(&user.id, UserStatus::Unverified)
                 .await
                 .map_err(super::admin::account_error)?;
-            let unverified = self.current_user_by_id(&user.id).await?;
+            let unverified = self.signed_in_user(&user.id).await?;
             self.lifecycle
                 .send_verification(&store, &unverified)
                 .await?;
             cookies.push(self.sessions.clearing_cookie());
         }
         self.forget_user(&user.id);
-        let user = self.current_user_by_id(&user.id).await?;
+        let user = self.signed_in_user(&user.id).await?;
         let body = json!({"account": self.sp_account(&user, api).await?});
         self.sp_json(session, StatusCode::OK, body, cookies).await
-    }
-
-    async fn current_user_by_id(&self, id: &str) -> Result<User, GatewayError> {
-        self.store()?
-            .user_by_id(id)
-            .await
-            .map_err(|_| GatewayError::Unavailable("the user database"))?
-            .ok_or(GatewayError::Unauthenticated)
     }
 
     async fn sp_login(
@@ -690,27 +658,13 @@ impl Builtin {
         &self,
         session: &mut Session,
     ) -> Result<std::collections::HashMap<String, String>, GatewayError> {
-        let content_type = session
-            .req_header()
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let (form, json) = (is_form(session.req_header()), is_json(session.req_header()));
         let bytes = body::read_small_body(session, MAX_BODY, self.body_timeout).await?;
-        if content_type.starts_with("application/x-www-form-urlencoded") {
+        if form {
             return Ok(form_urlencoded::parse(&bytes).into_owned().collect());
         }
-        if content_type.starts_with("application/json") {
-            let value: Value = serde_json::from_slice(&bytes)
-                .map_err(|_| GatewayError::BadRequest("the body is not valid JSON"))?;
-            let map = value
-                .as_object()
-                .ok_or(GatewayError::BadRequest("the body must be a JSON object"))?;
-            return Ok(map
-                .iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                .collect());
+        if json {
+            return json_string_fields(&bytes);
         }
         Err(GatewayError::UnsupportedMediaType)
     }
@@ -762,7 +716,7 @@ impl Builtin {
                     .await
                     .map_err(|_| GatewayError::Unavailable("the user database"))?
                     .ok_or(GatewayError::InvalidToken)?;
-                let user = self.current_user_by_id(&principal.user_id).await?;
+                let user = self.signed_in_user(&principal.user_id).await?;
                 if self.password_expired(&user) {
                     return Err(GatewayError::PasswordExpired(
                         "POST /me with password and existingPassword".into(),
@@ -830,12 +784,7 @@ mod tests {
             updated_at: 1_700_000_060,
             roles: vec!["staff".into()],
         };
-        let roles = vec![RoleInfo {
-            name: "staff".into(),
-            description: "Staff members".into(),
-            users: 1,
-            created_at: 0,
-        }];
+        let roles = vec![("staff".to_string(), "Staff members".to_string())];
         let a = account_json(&user, "https://gw.example/api", &roles, false);
         assert_eq!(a["href"], "https://gw.example/api/accounts/u1");
         assert_eq!(a["fullName"], "Ann Lee");

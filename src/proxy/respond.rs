@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
+use pingora::http::RequestHeader;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -49,19 +50,21 @@ pub async fn redirect(session: &mut Session, url: String) -> pingora::Result<()>
 
 /// True when the client says it takes HTML (browsers do, API clients rarely).
 pub fn accepts_html(session: &Session) -> bool {
-    session
-        .req_header()
-        .headers
+    takes_html(session.req_header())
+}
+
+fn takes_html(req: &RequestHeader) -> bool {
+    req.headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"))
 }
 
 /// Script and API clients: a bearer or other `Authorization`, or an XHR marker.
-pub fn is_api_client(session: &Session) -> bool {
-    let headers = &session.req_header().headers;
-    headers.contains_key(header::AUTHORIZATION)
-        || headers
+fn is_script(req: &RequestHeader) -> bool {
+    req.headers.contains_key(header::AUTHORIZATION)
+        || req
+            .headers
             .get("x-requested-with")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"))
 }
@@ -72,17 +75,8 @@ pub fn wants_html(session: &Session) -> bool {
 }
 
 /// [`wants_html`] on a request header.
-pub fn is_navigation(req: &pingora::http::RequestHeader) -> bool {
-    let headers = &req.headers;
-    let accepts_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"));
-    let script = headers.contains_key(header::AUTHORIZATION)
-        || headers
-            .get("x-requested-with")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"xmlhttprequest"));
-    (req.method == Method::GET || req.method == Method::HEAD) && accepts_html && !script
+pub fn is_navigation(req: &RequestHeader) -> bool {
+    (req.method == Method::GET || req.method == Method::HEAD) && takes_html(req) && !is_script(req)
 }
 
 /// Writes a JSON document with the given status.

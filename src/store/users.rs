@@ -266,6 +266,23 @@ impl Store {
         Ok(Some(user))
     }
 
+    /// A user's roles with their descriptions, by name.
+    pub async fn role_descriptions_of(
+        &self,
+        user_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.name, r.description FROM roles r JOIN user_roles u ON u.role = r.name \
+             WHERE u.user_id = $1 ORDER BY r.name",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("name")?, row.try_get("description")?)))
+            .collect()
+    }
+
     pub async fn roles_of(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
         let roles =
             sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
