@@ -46,6 +46,9 @@ pub enum Command {
     /// The outgoing mail queue.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Uploaded files and their records.
+    #[command(subcommand)]
+    Files(commands::files::FilesCommand),
     /// Show the audit trail, newest first.
     Events {
         /// Username or email.
@@ -75,6 +78,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::User(command) => commands::users::run(config, command),
         Command::Role(command) => commands::users::run_role(config, command),
         Command::Mail(command) => commands::users::run_mail(config, command),
+        Command::Files(command) => commands::files::run(config, command),
         Command::Events {
             user,
             kind,

@@ -106,6 +106,20 @@ pub enum GatewayError {
     RegistrationClosed,
     #[error("mail is not configured on this gateway (mail.transport)")]
     MailDisabled,
+    #[error("the file is larger than the limit of {limit} bytes")]
+    FileTooLarge { limit: u64 },
+    #[error("at most {limit} files may be sent at once")]
+    TooManyFiles { limit: usize },
+    #[error("files of type {0} are not accepted here")]
+    FileTypeRefused(&'static str),
+    #[error("{0}")]
+    AclRefused(String),
+    #[error("the upload did not arrive whole: {0}")]
+    UploadIncomplete(String),
+    #[error("the upload did not arrive in time")]
+    UploadTimeout,
+    #[error("{0}")]
+    SyncUnavailable(&'static str),
     #[error("internal error")]
     Internal,
 }
@@ -150,6 +164,12 @@ impl GatewayError {
             Self::WrongPassword | Self::PasswordExpired(_) => StatusCode::FORBIDDEN,
             Self::RegistrationClosed => StatusCode::FORBIDDEN,
             Self::MailDisabled => StatusCode::NOT_IMPLEMENTED,
+            Self::FileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyFiles { .. } | Self::UploadIncomplete(_) => StatusCode::BAD_REQUEST,
+            Self::FileTypeRefused(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::AclRefused(_) => StatusCode::FORBIDDEN,
+            Self::UploadTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::SyncUnavailable(_) => StatusCode::CONFLICT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -202,6 +222,13 @@ impl GatewayError {
             Self::PasswordExpired(_) => "password_expired",
             Self::RegistrationClosed => "registration_closed",
             Self::MailDisabled => "mail_disabled",
+            Self::FileTooLarge { .. } => "file_too_large",
+            Self::TooManyFiles { .. } => "too_many_files",
+            Self::FileTypeRefused(_) => "file_type_not_allowed",
+            Self::AclRefused(_) => "acl_not_allowed",
+            Self::UploadIncomplete(_) => "upload_incomplete",
+            Self::UploadTimeout => "upload_timeout",
+            Self::SyncUnavailable(_) => "sync_unavailable",
             Self::Internal => "internal_error",
         }
     }
@@ -270,6 +297,13 @@ mod tests {
             GatewayError::PasswordExpired("x".into()),
             GatewayError::RegistrationClosed,
             GatewayError::MailDisabled,
+            GatewayError::FileTooLarge { limit: 1 },
+            GatewayError::TooManyFiles { limit: 1 },
+            GatewayError::FileTypeRefused("x"),
+            GatewayError::AclRefused("x".into()),
+            GatewayError::UploadIncomplete("x".into()),
+            GatewayError::UploadTimeout,
+            GatewayError::SyncUnavailable("x"),
             GatewayError::Internal,
         ];
         for e in all {

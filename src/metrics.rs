@@ -2,8 +2,8 @@
 //! config, status classes, and fixed error kinds; never raw paths or hosts.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The label used when no route matched.
@@ -28,6 +28,8 @@ pub struct Metrics {
     pub mail: IntCounterVec,
     pub mail_queue_depth: IntGauge,
     pub account_tokens: IntCounterVec,
+    pub uploads: IntCounterVec,
+    pub upload_bytes: IntCounter,
 }
 
 impl Metrics {
@@ -177,6 +179,19 @@ impl Metrics {
         registry.register(Box::new(mail.clone()))?;
         registry.register(Box::new(mail_queue_depth.clone()))?;
         registry.register(Box::new(account_tokens.clone()))?;
+        let uploads = IntCounterVec::new(
+            Opts::new(
+                "postern_uploads_total",
+                "Upload requests by route and result (stored, too_large, too_many, type_refused, refused, aborted, failed)",
+            ),
+            &["route", "result"],
+        )?;
+        let upload_bytes = IntCounter::new(
+            "postern_upload_bytes_total",
+            "Bytes of uploaded files written to object stores",
+        )?;
+        registry.register(Box::new(uploads.clone()))?;
+        registry.register(Box::new(upload_bytes.clone()))?;
         registry.register(Box::new(build_info))?;
         Ok(Self {
             registry,
@@ -197,6 +212,8 @@ impl Metrics {
             mail,
             mail_queue_depth,
             account_tokens,
+            uploads,
+            upload_bytes,
         })
     }
 

@@ -17,8 +17,11 @@ use crate::auth::{
     bootstrap_admin,
 };
 use crate::config::{RouteTarget, Settings, StoreSettings};
+use crate::files::{Files, UploadRoute, UploadSweeper};
 use crate::handlers::Builtin;
 use crate::handlers::admin::Admin;
+use crate::handlers::admin_files::AdminFiles;
+use crate::handlers::files::FileApi;
 use crate::images::Images;
 use crate::mail::{LinkBase, MailWorker, Mailer, Transport};
 use crate::metrics::Metrics;
@@ -59,6 +62,11 @@ pub enum BuildError {
     #[error("mail: {0}")]
     Mail(#[from] crate::mail::MailError),
 }
+
+/// A claim on an upload key outlives the longest upload by this much before the sweep takes it
+/// for abandoned.
+const UPLOAD_STALE_MARGIN: std::time::Duration = std::time::Duration::from_secs(600);
+const UPLOAD_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The built-in endpoints' prefix (for links in mail), `/_postern/` when no route serves them.
 fn builtin_prefix(settings: &Settings) -> String {
@@ -288,6 +296,24 @@ pub fn build_server_with_clock(
         clock.clone(),
         metrics.clone(),
     )?;
+    let image_work = Arc::new(Images::new(settings.images.clone(), metrics.clone()));
+    let images = ImageServer::new(image_work.clone(), clock.clone());
+    let files = Arc::new(Files::new(
+        store.clone(),
+        stores.clone(),
+        image_work,
+        clock.clone(),
+        metrics.clone(),
+    ));
+    let upload_routes: Vec<(String, String, UploadRoute)> = settings
+        .routes
+        .iter()
+        .filter_map(|r| match &r.target {
+            RouteTarget::Uploads(u) => Some((r.name.clone(), r.path.clone(), (**u).clone())),
+            _ => None,
+        })
+        .collect();
+    let longest_upload = upload_routes.iter().map(|(_, _, u)| u.timeout).max();
     let builtin = settings
         .routes
         .iter()
@@ -310,6 +336,10 @@ pub fn build_server_with_clock(
                 lifecycle: lifecycle.clone(),
                 body_timeout: settings.server.client_timeout,
                 allow_from: settings.admin_allow_from.clone(),
+                files: longest_upload.map(|_| AdminFiles {
+                    files: files.clone(),
+                    routes: upload_routes.clone(),
+                }),
             },
         });
     if settings.links.keys_are_random {
@@ -324,10 +354,6 @@ pub fn build_server_with_clock(
         metrics.clone(),
         builtin.as_ref().map(|b| b.prefix.as_str()),
     );
-    let images = ImageServer::new(
-        Arc::new(Images::new(settings.images.clone(), metrics.clone())),
-        clock.clone(),
-    );
     let gateway = Gateway::new(
         settings.clone(),
         pools.clone(),
@@ -335,7 +361,13 @@ pub fn build_server_with_clock(
         sessions,
         tokens,
         builtin,
-        ObjectServing { assets, images },
+        ObjectServing {
+            assets,
+            images,
+            files: longest_upload.map(|_| FileApi {
+                files: files.clone(),
+            }),
+        },
     );
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(settings.server.keepalive_requests);
@@ -384,6 +416,16 @@ pub fn build_server_with_clock(
                 clock.clone(),
                 metrics.clone(),
                 mailer.waker(),
+            ),
+        ));
+    }
+    if let Some(longest) = longest_upload {
+        server.add_service(background_service(
+            "upload sweeper",
+            UploadSweeper::new(
+                files.clone(),
+                longest + UPLOAD_STALE_MARGIN,
+                UPLOAD_SWEEP_INTERVAL,
             ),
         ));
     }

@@ -1,5 +1,6 @@
 //! What the command line's subcommands do.
 
+pub mod files;
 pub mod users;
 
 use std::path::Path;

@@ -108,7 +108,7 @@ pub struct EventQuery {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum CommandError {
+pub(super) enum CommandError {
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -138,7 +138,7 @@ impl CommandError {
     }
 }
 
-fn now() -> i64 {
+pub(super) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -152,7 +152,7 @@ fn actor() -> String {
 }
 
 /// Loads the config and runs `work` with an open (migrated) store on a small runtime.
-fn with_store<F, Fut>(config_path: Option<&Path>, work: F) -> ExitCode
+pub(super) fn with_store<F, Fut>(config_path: Option<&Path>, work: F) -> ExitCode
 where
     F: FnOnce(Settings, Store) -> Fut,
     Fut: std::future::Future<Output = Result<(), CommandError>>,
@@ -220,7 +220,7 @@ fn read_password() -> Result<String, CommandError> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-async fn find(store: &Store, name: &str) -> Result<User, CommandError> {
+pub(super) async fn find(store: &Store, name: &str) -> Result<User, CommandError> {
     store
         .user_by_login(name)
         .await?

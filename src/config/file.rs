@@ -320,6 +320,8 @@ pub struct RouteSection {
     pub href_base: Option<String>,
     /// `account-api` routes: custom-data keys only administrators may write.
     pub protected_custom_data: Option<Vec<String>>,
+    /// `uploads` routes: limits, types, ACLs, folders, variants.
+    pub upload: Option<super::uploads::UploadSection>,
 }
 
 #[derive(Debug, Deserialize)]

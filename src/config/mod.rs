@@ -6,6 +6,7 @@ mod file;
 mod interpolate;
 mod settings;
 mod units;
+mod uploads;
 mod validate;
 
 use std::fmt;

@@ -372,6 +372,8 @@ pub enum RouteTarget {
     /// A Stormpath-flavoured account API: only its endpoints' paths match the route, and a
     /// browser opening one of them is passed on to the next route (the single-page app).
     AccountApi(AccountApi),
+    /// Takes uploads and serves the file API (`crate::files`).
+    Uploads(Box<crate::files::UploadRoute>),
 }
 
 /// The paths (below the route's prefix) an account API serves.

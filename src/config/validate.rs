@@ -43,7 +43,7 @@ impl Checker {
         }
     }
 
-    fn size(&mut self, path: &str, value: Option<&SizeValue>, default: u64) -> u64 {
+    pub(super) fn size(&mut self, path: &str, value: Option<&SizeValue>, default: u64) -> u64 {
         match value {
             None => default,
             Some(v) => v.to_bytes().unwrap_or_else(|e| {
@@ -1148,6 +1148,12 @@ fn route_settings(
     let cors = r.cors.as_ref().map(|section| cors_rule(c, i, section));
 
     let kind = r.kind.as_deref().unwrap_or("upstream");
+    if kind != "uploads" && r.upload.is_some() {
+        c.report(
+            at("upload"),
+            format!("not allowed on a route of kind {kind:?}"),
+        );
+    }
     if kind != "account-api" {
         for (key, present) in [
             ("flavor", r.flavor.is_some()),
@@ -1295,6 +1301,33 @@ fn route_settings(
                 })
             })
         }
+        "uploads" => {
+            forbid("upstream", r.upstream.is_some());
+            forbid("strip_prefix", r.strip_prefix.is_some());
+            forbid("strict_paths", r.strict_paths.is_some());
+            forbid("images", r.images.is_some());
+            if access == Access::Public {
+                c.report(
+                    at("access"),
+                    "uploads belong to a user, so access cannot be \"public\"",
+                );
+            }
+            let store = match &r.store {
+                None => {
+                    c.report(at("store"), "required for kind \"uploads\"");
+                    None
+                }
+                Some(s) => {
+                    let found = stores.iter().position(|x| x.name() == s);
+                    if found.is_none() {
+                        c.report(at("store"), format!("no store named {s:?} in [stores]"));
+                    }
+                    found
+                }
+            };
+            super::uploads::upload_route(c, i, r, stores, store)
+                .map(|u| RouteTarget::Uploads(Box::new(u)))
+        }
         "account-api" => {
             forbid("upstream", r.upstream.is_some());
             forbid("store", r.store.is_some());
@@ -1341,7 +1374,7 @@ fn route_settings(
             c.report(
                 at("kind"),
                 format!(
-                    "{other:?} is not one of \"upstream\", \"builtin\", \"assets\", \"account-api\""
+                    "{other:?} is not one of \"upstream\", \"builtin\", \"assets\", \"uploads\", \"account-api\""
                 ),
             );
             None

@@ -96,6 +96,31 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "200",
         "Audit events, newest first (user_id, kind, since, until, limit, offset)",
     ),
+    (
+        "GET",
+        "/files",
+        "200",
+        "Everyone's files (filters: user_id, route, entity_type, entity_id, folder, content_type; paging: limit, offset)",
+    ),
+    ("GET", "/files/{id}", "200", "One file record"),
+    (
+        "PATCH",
+        "/files/{id}",
+        "200",
+        "Change a file's alt text or entity (entity_type and entity_id, or both null)",
+    ),
+    (
+        "DELETE",
+        "/files/{id}",
+        "204",
+        "Delete a file: its object, then its record",
+    ),
+    (
+        "POST",
+        "/files/sync",
+        "200",
+        "Read objects back into records, for one user (user_id) or all",
+    ),
     ("GET", "/openapi.json", "200", "This document"),
 ];
 
@@ -111,6 +136,8 @@ pub struct Admin {
     pub body_timeout: std::time::Duration,
     /// Client networks allowed to use the API; empty = any.
     pub allow_from: Vec<ipnet::IpNet>,
+    /// Files, when an upload route exists.
+    pub files: Option<super::admin_files::AdminFiles>,
 }
 
 /// Mail an admin asks for when creating a user.
@@ -204,7 +231,7 @@ impl Admin {
             .ok_or(GatewayError::Unavailable("the user database"))
     }
 
-    async fn user(&self, store: &Store, id: &str) -> Result<User, GatewayError> {
+    pub(super) async fn user(&self, store: &Store, id: &str) -> Result<User, GatewayError> {
         store
             .user_by_id(id)
             .await
@@ -212,7 +239,7 @@ impl Admin {
             .ok_or(GatewayError::Missing("user"))
     }
 
-    async fn json_body(&self, session: &mut Session) -> Result<Value, GatewayError> {
+    pub(super) async fn json_body(&self, session: &mut Session) -> Result<Value, GatewayError> {
         let bytes = body::read_small_body(session, MAX_BODY, self.body_timeout).await?;
         let value: Value =
             serde_json::from_slice(&bytes).map_err(|_| invalid("body", "must be a JSON object"))?;
@@ -245,7 +272,7 @@ impl Admin {
         self.tokens.forget_user(user_id);
     }
 
-    async fn reply(
+    pub(super) async fn reply(
         &self,
         session: &mut Session,
         status: StatusCode,
@@ -299,6 +326,19 @@ impl Admin {
         }
         let store = self.store()?;
         let accounts = self.accounts(&store, &caller);
+        if segments.first() == Some(&"files") {
+            let actor = accounts.actor.name.clone();
+            return self
+                .files(
+                    session,
+                    &store,
+                    method.as_str(),
+                    &segments,
+                    &actor,
+                    caller.ip_text(),
+                )
+                .await;
+        }
         match (method.as_str(), segments.as_slice()) {
             ("GET", ["users"]) => self.list_users(session, &store).await,
             ("POST", ["users"]) => {

@@ -1,10 +1,12 @@
 //! Built-in endpoints under the `builtin` route (by default `/_postern/`): login, logout, me,
-//! token, the account lifecycle and the admin API. Endpoints the contract names that later parts
-//! provide answer 501 `not_implemented`, so that clients get a clear answer instead of a request
-//! passed to the app.
+//! token, the account lifecycle and the admin API. The file API lives on routes of kind
+//! `uploads` (see `files`); without one, `files/…` here answers 501 `not_implemented`, so that
+//! clients get a clear answer instead of a request passed to the app.
 
 mod account;
 pub mod admin;
+pub mod admin_files;
+pub mod files;
 mod pages;
 mod return_to;
 mod same_site;
@@ -31,9 +33,6 @@ use crate::services::StoreHandle;
 use crate::store::{NewEvent, Store, User, UserStatus};
 
 pub use return_to::safe_return_to;
-
-/// Endpoints the contract names that are not served yet.
-const PLANNED: &[(&str, &str)] = &[("files", "the file API")];
 
 /// Endpoints that take HTML form posts (with the CSRF field) as well as JSON.
 const FORM_ENDPOINTS: &[&str] = &[
@@ -262,13 +261,10 @@ impl Builtin {
                 | "forgot" | "reset" | "change" | "expired",
                 _,
             ) => Err(GatewayError::MethodNotAllowed),
-            _ => {
-                let first = endpoint.split('/').next().unwrap_or("");
-                match PLANNED.iter().find(|(segment, _)| *segment == first) {
-                    Some((_, what)) => Err(GatewayError::NotImplemented(what)),
-                    None => Err(GatewayError::UnknownEndpoint),
-                }
-            }
+            (path, _) if path == "files" || path.starts_with("files/") => Err(
+                GatewayError::NotImplemented("the file API without a route of kind \"uploads\""),
+            ),
+            _ => Err(GatewayError::UnknownEndpoint),
         }
     }
 

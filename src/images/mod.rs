@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ImageSettings;
 use crate::metrics::Metrics;
-use params::{FormatRequest, Transform};
+use params::{Format, FormatRequest, Transform};
 use pipeline::{ImageError, Limits};
 use pool::{PoolError, WorkerPool};
 
@@ -180,6 +180,22 @@ impl Images {
             .map_err(|e: Arc<RenderError>| (*e).clone())?;
         self.remember(variant_key, source_etag, &rendered);
         Ok(rendered)
+    }
+
+    /// Resizes and converts an uploaded image on the worker pool (see
+    /// [`pipeline::fit_within`]); nothing is cached.
+    pub async fn fit_upload(
+        &self,
+        source: Bytes,
+        max_size: (u32, u32),
+        format: Format,
+        quality: u8,
+    ) -> Result<pipeline::Output, RenderError> {
+        let limits = self.limits();
+        Ok(self
+            .pool
+            .run(move || pipeline::fit_within(&source, max_size, format, quality, &limits))
+            .await??)
     }
 
     fn remember(&self, variant_key: &str, source_etag: &str, rendered: &Rendered) {

@@ -292,6 +292,42 @@ pub fn transform(
     ))
 }
 
+/// An uploaded image made to fit inside `max_width` × `max_height` (never enlarged), upright,
+/// in `format`; re-encoding leaves EXIF and other metadata behind.
+pub fn fit_within(
+    bytes: &[u8],
+    (max_width, max_height): (u32, u32),
+    format: Format,
+    quality: u8,
+    limits: &Limits,
+) -> Result<Output, ImageError> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    source_format(reader.format())?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+    let (width, height) = decoder.dimensions();
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let (upright_w, upright_h) = if swaps_axes(orientation) {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    let factor = (f64::from(max_width) / f64::from(upright_w.max(1)))
+        .min(f64::from(max_height) / f64::from(upright_h.max(1)))
+        .min(1.0);
+    let target = Transform {
+        width: Some(scaled(upright_w, factor).min(max_width)),
+        height: None,
+        fit: Fit::Inside,
+        format: super::params::FormatRequest::Fixed(format),
+        quality,
+    };
+    transform(bytes, &target, true, limits).map(|(output, _)| output)
+}
+
 fn resize(
     pixels: Vec<u8>,
     (sw, sh): (u32, u32),

@@ -71,6 +71,169 @@ impl FsStore {
     }
 }
 
+/// Temporary files of uploads in progress start with this, in the store's root.
+pub const TEMP_PREFIX: &str = ".postern-upload-";
+
+/// An object as a listing reports it.
+#[derive(Debug, Clone)]
+pub struct FsListed {
+    pub key: String,
+    pub size: i64,
+    pub etag: String,
+}
+
+fn etag_of(meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("\"{mtime:x}-{:x}\"", meta.len())
+}
+
+impl FsStore {
+    /// A new temporary file in the root for an upload (created exclusively).
+    pub async fn create_temp(&self) -> Result<(PathBuf, tokio::fs::File), FsError> {
+        let path = self.root.join(format!(
+            "{TEMP_PREFIX}{}.tmp",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await?;
+        Ok((path, file))
+    }
+
+    /// Moves a complete, synced temporary file to `key` (atomically: readers see nothing or all
+    /// of it) and returns the object's ETag as downloads report it. Directories are created
+    /// below the root; one that resolves outside it is refused.
+    pub async fn commit_temp(&self, temp: PathBuf, key: &str) -> Result<String, FsError> {
+        let root = self.root.clone();
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || {
+            let target = root.join(&key);
+            let parent = target.parent().ok_or(FsError::Escapes)?;
+            std::fs::create_dir_all(parent)?;
+            let resolved_parent = std::fs::canonicalize(parent)?;
+            if !resolved_parent.starts_with(&root) {
+                return Err(FsError::Escapes);
+            }
+            let name = target.file_name().ok_or(FsError::Escapes)?;
+            let target = resolved_parent.join(name);
+            if std::fs::symlink_metadata(&target).is_ok_and(|m| !m.file_type().is_file()) {
+                return Err(FsError::Escapes);
+            }
+            std::fs::rename(&temp, &target)?;
+            std::fs::File::open(&resolved_parent)?.sync_all()?;
+            Ok(etag_of(&std::fs::metadata(&target)?))
+        })
+        .await
+        .map_err(|e| FsError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Removes `key`; removing what is not there succeeds.
+    pub async fn delete(&self, key: &str) -> Result<(), FsError> {
+        let root = self.root.clone();
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || {
+            let target = root.join(&key);
+            let Some(parent) = target.parent() else {
+                return Err(FsError::Escapes);
+            };
+            let resolved_parent = match std::fs::canonicalize(parent) {
+                Ok(p) => p,
+                Err(e) if is_missing(&e) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            if !resolved_parent.starts_with(&root) {
+                return Err(FsError::Escapes);
+            }
+            let Some(name) = target.file_name() else {
+                return Err(FsError::Escapes);
+            };
+            match std::fs::remove_file(resolved_parent.join(name)) {
+                Ok(()) => Ok(()),
+                Err(e) if is_missing(&e) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+        .map_err(|e| FsError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Every regular file whose key starts with `prefix` (a directory path ending in `/`).
+    /// Symbolic links are not followed.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<FsListed>, FsError> {
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            let start = root.join(&prefix);
+            let mut pending = vec![(start, prefix.trim_end_matches('/').to_string())];
+            while let Some((dir, key_dir)) = pending.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if is_missing(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                        continue;
+                    };
+                    let key = if key_dir.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{key_dir}/{name}")
+                    };
+                    let meta = entry.metadata()?;
+                    if meta.is_dir() {
+                        pending.push((entry.path(), key));
+                    } else if meta.is_file() && !name.starts_with(TEMP_PREFIX) {
+                        found.push(FsListed {
+                            key,
+                            size: i64::try_from(meta.len()).unwrap_or(i64::MAX),
+                            etag: etag_of(&meta),
+                        });
+                    }
+                }
+            }
+            Ok(found)
+        })
+        .await
+        .map_err(|e| FsError::Io(std::io::Error::other(e)))?
+    }
+
+    /// Removes upload temporary files older than `max_age` (left by a crash); how many.
+    pub async fn sweep_temp(&self, max_age: std::time::Duration) -> Result<usize, FsError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            for entry in std::fs::read_dir(&root)? {
+                let entry = entry?;
+                let is_temp = entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(TEMP_PREFIX));
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > max_age);
+                if is_temp && old && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| FsError::Io(std::io::Error::other(e)))?
+    }
+}
+
 /// Resolves `key` under `root` (symlinks inside the root are followed, one leading outside is
 /// refused), then opens what it resolved to component by component with `openat` and
 /// `O_NOFOLLOW`, so that a symlink swapped in after the check cannot redirect the open. Anything
@@ -142,32 +305,13 @@ fn content_type_by_extension(path: &Path) -> Option<String> {
     )
 }
 
-/// The type of an object without a known extension, from its first bytes.
-pub fn sniff(head: &[u8]) -> &'static str {
-    const SIGNATURES: &[(&[u8], &str)] = &[
-        (b"\x89PNG\r\n\x1a\n", "image/png"),
-        (b"\xff\xd8\xff", "image/jpeg"),
-        (b"GIF87a", "image/gif"),
-        (b"GIF89a", "image/gif"),
-        (b"%PDF-", "application/pdf"),
-        (b"PK\x03\x04", "application/zip"),
-        (b"\x1f\x8b", "application/gzip"),
-    ];
-    for (magic, mime) in SIGNATURES {
-        if head.starts_with(magic) {
-            return mime;
-        }
+/// The type of an object without a known extension, from its first bytes (text stays
+/// `application/octet-stream`: without an extension nothing says which text it is).
+fn sniff(head: &[u8]) -> &'static str {
+    match super::sniff::sniff(head, false) {
+        super::sniff::TEXT => super::sniff::BINARY.mime,
+        known => known.mime,
     }
-    if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" {
-        return "image/webp";
-    }
-    if head.len() >= 12
-        && &head[4..8] == b"ftyp"
-        && (&head[8..12] == b"avif" || &head[8..12] == b"avis")
-    {
-        return "image/avif";
-    }
-    "application/octet-stream"
 }
 
 #[cfg(test)]
@@ -188,6 +332,7 @@ mod tests {
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n...."), "image/png");
         assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), "image/webp");
         assert_eq!(sniff(b"hello"), "application/octet-stream");
+        assert_eq!(sniff(b"MZ\x90\0"), "application/octet-stream");
     }
 
     #[tokio::test]

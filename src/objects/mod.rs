@@ -7,7 +7,9 @@ pub mod fs;
 pub mod key;
 pub mod links;
 pub mod s3;
+pub mod s3_client;
 pub mod sigv4;
+pub mod sniff;
 
 use std::sync::Arc;
 

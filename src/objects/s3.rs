@@ -20,7 +20,9 @@ pub struct S3Store {
     pub pool: Arc<UpstreamPool>,
     /// The host (and port, when not the scheme's default) requests are sent to and signed for.
     authority: String,
-    credentials: ArcSwapOption<Credentials>,
+    credentials: Arc<ArcSwapOption<Credentials>>,
+    /// Uploads, deletes and listings.
+    pub client: super::s3_client::S3Client,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +63,13 @@ impl S3Store {
             ))),
             S3Credentials::Chain { .. } => None,
         };
+        let credentials = Arc::new(ArcSwapOption::new(credentials));
         Self {
             pool: Arc::new(UpstreamPool::new(upstream, metrics)),
             authority: settings.endpoint.authority(),
+            client: super::s3_client::S3Client::new(settings.clone(), credentials.clone()),
             settings,
-            credentials: ArcSwapOption::new(credentials),
+            credentials,
         }
     }
 

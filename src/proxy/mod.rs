@@ -31,7 +31,12 @@ use crate::policy::{self, Decision, Principal};
 use crate::routing::{Match, PathError, Route, RouteTable, check_unambiguous, normalize_path};
 use crate::upstream::UpstreamPool;
 
+use crate::files::UploadRoute;
+use crate::handlers::files::{FileApi, FileOutcome, FileRequest};
 use assets::{AssetRequest, Assets};
+
+/// How long the redirect for a file's content lives on a `mode = "redirect"` upload route.
+const DEFAULT_FILE_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 use body::BodyLimit;
 use transform::{ImageRequest, ImageServer};
 
@@ -51,12 +56,15 @@ pub struct Gateway {
     owned_cookies: [String; 2],
     /// For objects served outside an asset route (signed links).
     default_inline_types: Arc<InlineTypes>,
+    /// The file API of upload routes.
+    files: Option<FileApi>,
 }
 
-/// What serves objects: asset routes and signed links, and image transforms.
+/// What serves objects: asset routes and signed links, image transforms, and upload routes.
 pub struct ObjectServing {
     pub assets: Assets,
     pub images: ImageServer,
+    pub files: Option<FileApi>,
 }
 
 /// How an object is sent: its caching and which types are shown inline.
@@ -104,7 +112,11 @@ impl Gateway {
         builtin: Option<Builtin>,
         objects: ObjectServing,
     ) -> Self {
-        let ObjectServing { assets, images } = objects;
+        let ObjectServing {
+            assets,
+            images,
+            files,
+        } = objects;
         let routes = RouteTable::new(&settings.routes);
         let mut owned_headers: Vec<header::HeaderName> = settings
             .identity_headers
@@ -130,6 +142,7 @@ impl Gateway {
             assets,
             images,
             owned_headers,
+            files,
         }
     }
 
@@ -231,10 +244,23 @@ impl Gateway {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
+        if let RouteTarget::Uploads(upload) = &route.target {
+            // The route's own limits (checked while streaming) replace server.max_body_size.
+            ctx.body = BodyLimit::new(
+                upload
+                    .max_file_size
+                    .saturating_add(64 << 10)
+                    .saturating_mul(upload.max_files as u64)
+                    .saturating_add(1 << 20),
+            );
+        }
         ctx.body.check_declared(declared)?;
 
         match route.target {
-            RouteTarget::Builtin | RouteTarget::Assets(_) | RouteTarget::AccountApi(_) => {
+            RouteTarget::Builtin
+            | RouteTarget::Assets(_)
+            | RouteTarget::AccountApi(_)
+            | RouteTarget::Uploads(_) => {
                 ctx.rest = Some(route.strip_prefix(&path).to_string());
             }
             RouteTarget::Upstream { strip_prefix, .. } => {
@@ -646,6 +672,57 @@ impl Gateway {
         }
     }
 
+    /// An upload route's file API; a file's content is streamed like an asset route's objects.
+    async fn upload_route(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        route: &Route,
+        upload_route: &UploadRoute,
+        principal: Option<Arc<Principal>>,
+        has_cookie: bool,
+    ) -> pingora::Result<bool> {
+        let (Some(api), Some(principal)) = (&self.files, principal.as_deref()) else {
+            return self
+                .answer(session, ctx, GatewayError::Unauthenticated)
+                .await;
+        };
+        let rest = ctx.rest.take().unwrap_or_default();
+        let request = FileRequest {
+            route_name: &route.name,
+            prefix: &route.path,
+            route: upload_route,
+            principal,
+            by_cookie: has_cookie && !ctx.bearer_consumed,
+            origin_allowed: !ctx.cors_headers.is_empty(),
+            csrf_cookie: &self.settings.sessions.csrf_cookie_name,
+            ip: ctx.client.map(|ip| ip.to_string()),
+            body_timeout: self.settings.server.client_timeout,
+        };
+        match api.handle(session, &rest, request, &self.assets).await {
+            Ok(FileOutcome::Done) => Ok(true),
+            Ok(FileOutcome::Serve { store, key }) if upload_route.mode == AssetMode::Redirect => {
+                let ttl = DEFAULT_FILE_LINK_TTL.min(upload_route.link_ttl);
+                match self.assets.link(store, &key, ttl) {
+                    Ok((url, _)) => {
+                        respond::redirect(session, url).await?;
+                        Ok(true)
+                    }
+                    Err(err) => self.answer(session, ctx, err).await,
+                }
+            }
+            Ok(FileOutcome::Serve { store, key }) => {
+                let presentation = Presentation {
+                    cache_control: upload_route.cache_control.clone(),
+                    inline_types: upload_route.inline_types.clone(),
+                };
+                self.serve_object(session, ctx, store, key, presentation)
+                    .await
+            }
+            Err(err) => self.answer(session, ctx, err).await,
+        }
+    }
+
     /// `/_postern/signed/STORE/KEY?expires=…&signature=…`: no login, the signature is the grant.
     async fn signed_link(
         &self,
@@ -939,7 +1016,7 @@ impl ProxyHttp for Gateway {
                     Err(err) => self.answer(session, ctx, err).await,
                 };
             }
-            RouteTarget::Assets(_) | RouteTarget::Upstream { .. } => {}
+            RouteTarget::Assets(_) | RouteTarget::Upstream { .. } | RouteTarget::Uploads(_) => {}
         }
         match policy::decide(&route.access, principal.as_deref()) {
             Decision::Allow => {}
@@ -949,6 +1026,18 @@ impl ProxyHttp for Gateway {
         if let RouteTarget::Assets(asset_route) = &route.target {
             return self
                 .asset_route(session, ctx, asset_route, principal.as_deref())
+                .await;
+        }
+        if let RouteTarget::Uploads(upload_route) = &route.target {
+            return self
+                .upload_route(
+                    session,
+                    ctx,
+                    route,
+                    upload_route,
+                    principal,
+                    token.is_some(),
+                )
                 .await;
         }
         ctx.principal = principal;

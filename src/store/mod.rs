@@ -3,6 +3,7 @@
 
 mod accounts;
 mod events;
+mod files;
 mod mail;
 mod sessions;
 mod users;
@@ -15,6 +16,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use accounts::{AccountToken, PasswordChange};
 pub use events::{Event, EventFilter, NewEvent};
+pub use files::{FileFilter, FileRecord, FileUpdate};
 pub use mail::{DueMail, MailRecord, NewMail};
 pub use sessions::SessionRecord;
 pub use users::{
