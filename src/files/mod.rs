@@ -134,7 +134,7 @@ impl Meta {
         let sent = |name: &str| field(name).filter(|v| !v.is_empty());
         let folder = match sent("folder") {
             None => None,
-            Some(folder) if route.folders.iter().any(|f| *f == folder) => Some(folder),
+            Some(folder) if route.folders.contains(&folder) => Some(folder),
             Some(_) if route.folders.is_empty() => {
                 return Err(invalid("folder", "this route takes no folder"));
             }

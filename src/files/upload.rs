@@ -125,8 +125,16 @@ impl Writer<'_> {
                 upload_id,
                 etags,
             } => {
-                buffer.extend_from_slice(chunk);
-                while buffer.len() >= *part_size {
+                // A part is cut exactly at `part_size`, from a buffer of that capacity, so that
+                // memory stays at one part per upload however the chunks fall.
+                let mut rest = chunk;
+                while !rest.is_empty() {
+                    let take = (*part_size - buffer.len()).min(rest.len());
+                    buffer.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if buffer.len() < *part_size {
+                        continue;
+                    }
                     let id = match upload_id {
                         Some(id) => id.clone(),
                         None => {
@@ -139,14 +147,22 @@ impl Writer<'_> {
                             id
                         }
                     };
-                    let part = buffer.split_to(*part_size).freeze();
+                    let part = std::mem::take(buffer).freeze();
                     let number = i32::try_from(etags.len() + 1)
                         .map_err(|_| store_failed("too many parts"))?;
                     let etag = client
-                        .upload_part(key, &id, number, part)
+                        .upload_part(key, &id, number, part.clone())
                         .await
                         .map_err(store_failed)?;
                     etags.push(etag);
+                    // The client is done with the part: its memory holds the next one.
+                    *buffer = match part.try_into_mut() {
+                        Ok(mut reused) => {
+                            reused.clear();
+                            reused
+                        }
+                        Err(_) => BytesMut::with_capacity(*part_size),
+                    };
                 }
                 Ok(())
             }

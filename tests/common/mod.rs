@@ -631,7 +631,19 @@ pub struct S3Server {
     pub root: tempfile::TempDir,
     pub access_key: String,
     pub secret_key: String,
+    /// Every request the server received, in order.
+    pub requests: Arc<std::sync::Mutex<Vec<S3Request>>>,
     stop: Option<oneshot::Sender<()>>,
+}
+
+/// What the S3 server saw of one request.
+#[derive(Debug, Clone)]
+pub struct S3Request {
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    pub acl: Option<String>,
+    pub content_type: Option<String>,
 }
 
 impl S3Server {
@@ -667,7 +679,26 @@ impl S3Server {
             access_key.clone(),
             secret_key.clone(),
         ));
-        let service = builder.build();
+        let s3 = builder.build();
+        let requests: Arc<std::sync::Mutex<Vec<S3Request>>> = Arc::default();
+        let log = requests.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let header = |name: &str| {
+                    req.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                log.lock().unwrap().push(S3Request {
+                    method: req.method().to_string(),
+                    target: req.uri().to_string(),
+                    acl: header("x-amz-acl"),
+                    content_type: header("content-type"),
+                });
+                let s3 = s3.clone();
+                async move { hyper::service::Service::call(&s3, req).await }
+            });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind s3");
@@ -721,6 +752,7 @@ impl S3Server {
             root,
             access_key,
             secret_key,
+            requests,
             stop: Some(tx),
         }
     }
