@@ -339,6 +339,13 @@ pub fn build_server_with_clock(
                 files: longest_upload.map(|_| AdminFiles {
                     files: files.clone(),
                     routes: upload_routes.clone(),
+                    links: Assets::new(
+                        stores.clone(),
+                        LinkSigner::new(settings.links.keys.clone()),
+                        clock.clone(),
+                        metrics.clone(),
+                        Some(r.path.as_str()),
+                    ),
                 }),
             },
         });

@@ -96,6 +96,29 @@ part_size = "5MiB"
 allowed_types = ["*/*"]
 
 [[routes]]
+name = "named"
+path = "/named-uploads"
+kind = "uploads"
+store = "local"
+api = true
+key = "users/{{user_id}}/{{name}}"
+
+[routes.upload]
+client_names = true
+allowed_types = ["*/*"]
+
+[[routes]]
+name = "named-s3"
+path = "/named-s3-uploads"
+kind = "uploads"
+store = "media"
+api = true
+key = "named/{{user_id}}/{{name}}"
+
+[routes.upload]
+client_names = true
+
+[[routes]]
 name = "postern"
 path = "/_postern/"
 kind = "builtin"
@@ -600,8 +623,31 @@ async fn every_limit_refuses_and_leaves_nothing_behind() {
     let form = Form::new()
         .text("surprise", "1")
         .part("file", file_part(b"x\n".to_vec(), "x.txt", "text/plain"));
-    let (status, _) = upload(&t.pg, "/_postern/files", &ann, form).await;
-    assert_eq!(status, 400);
+    let (status, body) = upload(&t.pg, "/_postern/files", &ann, form).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("surprise"),
+        "{body}"
+    );
+    let form = Form::new()
+        .text("alt", "a".repeat(5000))
+        .part("file", file_part(b"x\n".to_vec(), "x.txt", "text/plain"));
+    let (status, body) = upload(&t.pg, "/_postern/files", &ann, form).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("alt"),
+        "{body}"
+    );
+    let form = Form::new().part("file", file_part(Vec::new(), "empty.txt", "text/plain"));
+    let (status, body) = upload(&t.pg, "/_postern/files", &ann, form).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("empty"),
+        "{body}"
+    );
     let form = Form::new().text("folder", "docs");
     let (status, body) = upload(&t.pg, "/_postern/files", &ann, form).await;
     assert_eq!(status, 422, "{body}");
@@ -734,6 +780,12 @@ async fn users_see_only_their_own_files() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(one["owner"], ann_id.as_str());
+    let fetched = client()
+        .get(one["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.bytes().await.unwrap().as_ref(), b"ann's secret\n");
     let (status, _) = send(
         &t.pg,
         reqwest::Method::DELETE,
@@ -1312,4 +1364,76 @@ async fn files_sync_on_the_command_line() {
         .unwrap();
     assert_eq!(count, 0);
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_chosen_names_never_overwrite() {
+    let t = Setup::new().await;
+    let (ann_id, ann) = t.user("ann", &[]).await;
+    // The stored type decides the extension, whatever the name said.
+    let form = Form::new().part(
+        "file",
+        file_part(
+            b"%PDF-1.7\n".to_vec(),
+            "../report.exe",
+            "application/x-msdownload",
+        ),
+    );
+    let (status, body) = upload(&t.pg, "/named-uploads", &ann, form).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["files"][0]["key"],
+        format!("users/{ann_id}/report.pdf")
+    );
+    assert_eq!(body["files"][0]["name"], "report.exe");
+    // The same name again, and a name held by an object without a record: 409, nothing replaced.
+    let form = Form::new().part(
+        "file",
+        file_part(
+            b"%PDF-1.7\nsecond\n".to_vec(),
+            "report.pdf",
+            "application/pdf",
+        ),
+    );
+    let (status, body) = upload(&t.pg, "/named-uploads", &ann, form).await;
+    assert_eq!(status, 409, "{body}");
+    let placed = t.fs_root.path().join(format!("users/{ann_id}/placed.txt"));
+    std::fs::write(&placed, b"placed by the operator").unwrap();
+    let form = Form::new().part(
+        "file",
+        file_part(b"replacement\n".to_vec(), "placed.txt", "text/plain"),
+    );
+    let (status, _) = upload(&t.pg, "/named-uploads", &ann, form).await;
+    assert_eq!(status, 409);
+    assert_eq!(std::fs::read(&placed).unwrap(), b"placed by the operator");
+    t.s3.put(
+        "media",
+        &format!("named/{ann_id}/placed.txt"),
+        b"placed in the bucket",
+    );
+    let form = Form::new().part(
+        "file",
+        file_part(b"replacement\n".to_vec(), "placed.txt", "text/plain"),
+    );
+    let (status, _) = upload(&t.pg, "/named-s3-uploads", &ann, form).await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        std::fs::read(t.s3_object(&format!("named/{ann_id}/placed.txt"))).unwrap(),
+        b"placed in the bucket"
+    );
+    assert_eq!(t.count("SELECT COUNT(*) FROM files").await, 1);
+    assert_eq!(t.count("SELECT COUNT(*) FROM pending_uploads").await, 0);
+    assert_eq!(
+        std::fs::read_dir(t.fs_root.path())
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".postern-upload-"))
+            .count(),
+        0,
+        "no temporary file is left"
+    );
 }

@@ -175,6 +175,9 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
         .filter_map(|(i, section)| route_settings(&mut c, i, section, &upstreams, &stores))
         .collect();
     let routes = account_api_checks(&mut c, routes, &accounts);
+    if routes.len() == file.routes.len() {
+        unreachable_upload_routes(&mut c, &routes);
+    }
     if c.problems.is_empty() {
         Ok(Settings {
             server,
@@ -1064,6 +1067,34 @@ fn link_settings(c: &mut Checker, file: &FileConfig) -> LinkSettings {
     }
 }
 
+/// An upload route behind an earlier route that takes all of its paths (the default config's
+/// `/_postern/files` after the built-in `/_postern/`) would never be reached.
+fn unreachable_upload_routes(c: &mut Checker, routes: &[RouteSettings]) {
+    let covers = |earlier: &str, path: &str| match earlier.strip_suffix('/') {
+        Some(base) => path.starts_with(earlier) || path == base,
+        None => path == earlier || path.starts_with(&format!("{earlier}/")),
+    };
+    for (i, route) in routes.iter().enumerate() {
+        if !matches!(route.target, RouteTarget::Uploads(_)) {
+            continue;
+        }
+        let shadow = routes[..i].iter().position(|earlier| {
+            earlier.methods.is_none()
+                && (earlier.host.is_none() || earlier.host == route.host)
+                && covers(&earlier.path, &route.path)
+        });
+        if let Some(j) = shadow {
+            c.report(
+                format!("routes[{i}].path"),
+                format!(
+                    "routes[{j}] ({:?}) comes first and takes every path of this route: move this route before it",
+                    routes[j].path
+                ),
+            );
+        }
+    }
+}
+
 fn route_name(i: usize, r: &RouteSection) -> String {
     r.name.clone().unwrap_or_else(|| format!("route{i}"))
 }
@@ -1615,6 +1646,89 @@ mod tests {
                 "missing {e} in {problems:#?}"
             );
         }
+    }
+
+    #[test]
+    fn upload_routes_are_checked_key_by_key() {
+        let p = problems(
+            r#"
+            [stores.local]
+            type = "fs"
+            root = "/tmp/postern-test"
+            [stores.bucket]
+            type = "s3"
+            bucket = "b"
+            region = "us-east-1"
+            endpoint = "https://s3.internal"
+            tls_verify = false
+            [[routes]]
+            path = "/_postern/"
+            kind = "builtin"
+            [[routes]]
+            path = "/_postern/files"
+            kind = "uploads"
+            store = "local"
+            access = "public"
+            key = "users/{user_id}/{name}"
+            [routes.upload]
+            max_file_size = "0"
+            max_files = 0
+            allowed_types = ["text/html", "image/*"]
+            acl = ["public-read", "world-writable"]
+            folders = ["ok", "../up"]
+            part_size = "1MiB"
+            [routes.upload.variant]
+            format = "avif"
+            quality = 0
+            [[routes]]
+            path = "/up2"
+            kind = "uploads"
+            store = "bucket"
+            key = "fixed/name.jpg"
+            [[routes]]
+            path = "/up3"
+            kind = "upstream"
+            upload = { max_files = 2 }
+            "#,
+        );
+        assert_reported(
+            &p,
+            &[
+                "routes[1].access: uploads belong to a user",
+                "routes[1].key: {name} puts the client's file name",
+                "routes[1].upload.max_file_size: must be more than 0",
+                "routes[1].upload.max_files: must be 1 to 1000",
+                "routes[1].upload.allowed_types[0]: \"text/html\" is not a type",
+                "routes[1].upload.acl[1]: \"world-writable\" is not one of",
+                "routes[1].upload.acl: a filesystem store has no ACLs",
+                "routes[1].upload.folders[1]: a folder is one key segment",
+                "routes[1].key: folders are listed, so the key needs {folder}",
+                "routes[1].upload.part_size: must be 5MiB to 5GiB",
+                "routes[1].upload.variant.format: \"avif\" is not one of",
+                "routes[1].upload.variant.quality: must be 1 to 100",
+                "routes[2].key: must contain {uuid}",
+                "routes[2].store: uploads to store \"bucket\" need tls_verify = true",
+                "routes[3].upload: not allowed on a route of kind \"upstream\"",
+            ],
+        );
+        let p = problems(
+            r#"
+            [stores.local]
+            type = "fs"
+            root = "/tmp/postern-test"
+            [[routes]]
+            path = "/_postern/"
+            kind = "builtin"
+            [[routes]]
+            path = "/_postern/files"
+            kind = "uploads"
+            store = "local"
+            "#,
+        );
+        assert_reported(
+            &p,
+            &["routes[1].path: routes[0] (\"/_postern/\") comes first"],
+        );
     }
 
     #[test]

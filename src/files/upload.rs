@@ -231,7 +231,10 @@ impl Writer<'_> {
                     Ok(etag) => Ok(Some(etag)),
                     Err(e) => {
                         let _ = tokio::fs::remove_file(&temp).await;
-                        Err(store_failed(e))
+                        Err(match e {
+                            crate::objects::fs::FsError::Exists => UploadError::Taken,
+                            other => store_failed(other),
+                        })
                     }
                 }
             }
@@ -335,6 +338,12 @@ impl<'a> Upload<'a> {
                 }
             }
         }
+        if head.is_empty() {
+            return Err(UploadError::Invalid(FileError::Invalid {
+                field: "file",
+                message: "is empty".into(),
+            }));
+        }
         let sniffed = sniff::sniff(&head[..head.len().min(SNIFF_LEN)], complete);
         if !sniff::allowed(sniffed.mime, &route.allowed_types) {
             return Err(UploadError::TypeRefused {
@@ -373,8 +382,9 @@ impl<'a> Upload<'a> {
             created_at: self.files.now(),
         };
         let key_for = |ext: &str| {
+            // A client-chosen name keeps its stem; the extension is always the stored type's.
             let name_part = match (&name, route.client_names) {
-                (Some(n), true) => n.clone(),
+                (Some(n), true) => with_extension(n, ext),
                 _ => format!("{id}.{ext}"),
             };
             route
@@ -526,16 +536,31 @@ impl<'a> Upload<'a> {
         }
     }
 
+    /// Claims `key`; with client-chosen names, an object already at the key (one without a
+    /// record) also makes it taken: S3 would overwrite it. (The filesystem refuses at the rename.)
     async fn claim(&self, key: &str) -> Result<i64, UploadError> {
-        match self
+        let claim = match self
             .db
             .claim_object_key(self.store_name(), key, self.files.now())
             .await
         {
-            Ok(claim) => Ok(claim),
-            Err(StoreError::Conflict(_)) => Err(UploadError::Taken),
-            Err(e) => Err(e.into()),
+            Ok(claim) => claim,
+            Err(StoreError::Conflict(_)) => return Err(UploadError::Taken),
+            Err(e) => return Err(e.into()),
+        };
+        if self.route.client_names
+            && let Some(ObjectStore::S3(s3)) = self.files.objects.get(self.route.store)
+        {
+            let exists = s3.client.exists(key).await;
+            if !matches!(exists, Ok(false)) {
+                let _ = self.db.release_claims(&[claim]).await;
+                return Err(match exists {
+                    Ok(_) => UploadError::Taken,
+                    Err(e) => store_failed(e),
+                });
+            }
         }
+        Ok(claim)
     }
 
     fn store_name(&self) -> &str {
@@ -678,6 +703,15 @@ impl<'a> Upload<'a> {
     }
 }
 
+/// `name` with its extension replaced by (or, without one, extended with) `ext`.
+fn with_extension(name: &str, ext: &str) -> String {
+    let stem = match name.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => name,
+    };
+    format!("{stem}.{ext}")
+}
+
 /// Where a kept original goes: the variant's key with the original's extension
 /// (`a/b.webp` → `a/b.original.jpg`).
 fn original_key_for(key: &str, variant_ext: &str, original_ext: &str) -> String {
@@ -704,6 +738,17 @@ mod tests {
         assert_eq!(clean_name(".."), None);
         assert_eq!(clean_name("dir/"), None);
         assert_eq!(clean_name(&"é".repeat(200)).map(|n| n.len()), Some(254));
+    }
+
+    #[test]
+    fn client_names_take_the_stored_type_s_extension() {
+        assert_eq!(with_extension("report.exe", "pdf"), "report.pdf");
+        assert_eq!(
+            with_extension("photo.final.jpg", "webp"),
+            "photo.final.webp"
+        );
+        assert_eq!(with_extension("README", "txt"), "README.txt");
+        assert_eq!(with_extension(".bashrc", "txt"), ".bashrc.txt");
     }
 
     #[test]

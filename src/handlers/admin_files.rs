@@ -9,15 +9,20 @@ use pingora::proxy::Session;
 use serde_json::{Value, json};
 
 use super::admin::Admin;
-use super::files::{file_error, list_filter, parse_update, record_json};
+use super::files::{
+    file_error, link_ttl, list_filter, parse_update, record_json, record_with_link,
+};
 use crate::error::GatewayError;
 use crate::files::{Files, NamedRoute, Owner, UploadRoute};
+use crate::proxy::assets::Assets;
 use crate::store::Store;
 
 /// The file service and the upload routes (name, path prefix, settings), for the admin API.
 pub struct AdminFiles {
     pub files: Arc<Files>,
     pub routes: Vec<(String, String, UploadRoute)>,
+    /// Makes the links in a record (presigned, or postern-signed).
+    pub links: Assets,
 }
 
 impl AdminFiles {
@@ -104,8 +109,16 @@ impl Admin {
             }
             ("GET", ["files", id]) => {
                 let record = api.files.get(id, None).await.map_err(file_error)?;
-                self.reply(session, StatusCode::OK, Some(api.json(&record)))
-                    .await
+                // A link as the file's route would make it (an hour when its route is gone).
+                let cap = api
+                    .routes
+                    .iter()
+                    .find(|(name, _, _)| *name == record.route)
+                    .map_or(std::time::Duration::from_secs(3600), |(_, _, r)| r.link_ttl);
+                let ttl = link_ttl(session, cap)?;
+                let prefix = api.prefix_of(&record.route).to_string();
+                let value = record_with_link(&api.links, &api.files, &record, &prefix, ttl)?;
+                self.reply(session, StatusCode::OK, Some(value)).await
             }
             ("PATCH", ["files", id]) => {
                 let record = api.files.get(id, None).await.map_err(file_error)?;

@@ -182,9 +182,29 @@ fn multipart_error(e: multer::Error, file_limit: u64, timed_out: &AtomicBool) ->
         return UploadError::Timeout;
     }
     match e {
+        multer::Error::FieldSizeExceeded {
+            field_name: Some(name),
+            ..
+        } if TEXT_FIELDS.iter().any(|(n, _)| *n == name) => {
+            let limit = TEXT_FIELDS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, l)| *l);
+            UploadError::Invalid(FileError::Invalid {
+                field: "body",
+                message: format!("the {name} field is longer than {limit} bytes"),
+            })
+        }
         multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
             UploadError::TooLarge { limit: file_limit }
         }
+        multer::Error::UnknownField { field_name } => UploadError::Invalid(FileError::Invalid {
+            field: "body",
+            message: format!(
+                "unknown field {:?}: send file or files[], and before them folder, alt, acl, entity_type, entity_id",
+                field_name.unwrap_or_default()
+            ),
+        }),
         other => UploadError::Incomplete(other.to_string()),
     }
 }
@@ -305,7 +325,7 @@ pub fn parse_update(body: &[u8]) -> Result<FileUpdate, GatewayError> {
 }
 
 /// `?expiresIn=` capped by the route; an hour (or the cap, if shorter) when not asked.
-fn link_ttl(session: &Session, cap: Duration) -> Result<Duration, GatewayError> {
+pub fn link_ttl(session: &Session, cap: Duration) -> Result<Duration, GatewayError> {
     let query = session.req_header().uri.query();
     let asked =
         query.is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "expiresIn"));

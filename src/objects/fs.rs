@@ -13,6 +13,8 @@ pub enum FsError {
     NotFound,
     #[error("the object resolves outside the store's root")]
     Escapes,
+    #[error("an object with this key exists already")]
+    Exists,
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -107,7 +109,7 @@ impl FsStore {
     }
 
     /// Moves a complete, synced temporary file to `key` (atomically: readers see nothing or all
-    /// of it) and returns the object's ETag as downloads report it. Directories are created
+    /// of it; never over an existing object) and returns the object's ETag as downloads report it. Directories are created
     /// below the root; one that resolves outside it is refused.
     pub async fn commit_temp(&self, temp: PathBuf, key: &str) -> Result<String, FsError> {
         let root = self.root.clone();
@@ -122,10 +124,18 @@ impl FsStore {
             }
             let name = target.file_name().ok_or(FsError::Escapes)?;
             let target = resolved_parent.join(name);
-            if std::fs::symlink_metadata(&target).is_ok_and(|m| !m.file_type().is_file()) {
-                return Err(FsError::Escapes);
-            }
-            std::fs::rename(&temp, &target)?;
+            // Never over an existing object (one without a record, put there by other means).
+            rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &temp,
+                rustix::fs::CWD,
+                &target,
+                rustix::fs::RenameFlags::NOREPLACE,
+            )
+            .map_err(|e| match e {
+                rustix::io::Errno::EXIST => FsError::Exists,
+                other => FsError::Io(other.into()),
+            })?;
             std::fs::File::open(&resolved_parent)?.sync_all()?;
             Ok(etag_of(&std::fs::metadata(&target)?))
         })

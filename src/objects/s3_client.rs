@@ -255,6 +255,23 @@ impl S3Client {
         Ok(())
     }
 
+    /// Whether `key` exists.
+    pub async fn exists(&self, key: &str) -> Result<bool, S3ClientError> {
+        match self
+            .client()
+            .await
+            .head_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+            Err(e) => Err(failed(aws_sdk_s3::error::DisplayErrorContext(e))),
+        }
+    }
+
     /// Every object whose key starts with `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>, S3ClientError> {
         let mut pages = self

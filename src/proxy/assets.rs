@@ -279,6 +279,8 @@ impl Assets {
                 tracing::error!(store = %fs.name, error = %e, "cannot open an object");
                 GatewayError::StoreUnavailable
             }
+            // Only writes report it.
+            FsError::Exists => GatewayError::StoreUnavailable,
         })
     }
 
