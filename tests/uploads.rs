@@ -660,6 +660,25 @@ async fn every_limit_refuses_and_leaves_nothing_behind() {
         .unwrap();
     assert_eq!(r.status(), 422);
 
+    // Framing without end (no boundary ever comes) is cut off long before the size limits.
+    let r = client()
+        .post(t.pg.url("/_postern/files"))
+        .bearer_auth(&ann)
+        .header("content-type", "multipart/form-data; boundary=never-sent")
+        .body(vec![b'a'; 1 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("framing"),
+        "{body}"
+    );
+
     // A declared body larger than anything the route could take is refused before reading.
     let r = client()
         .post(t.pg.url("/_postern/files"))

@@ -274,3 +274,64 @@ pub(super) fn upload_route(
         variant,
     })
 }
+
+/// Checks between upload routes and other sections: a variant route's files fit the image
+/// pipeline's source limit, and no two routes on one store give users overlapping prefixes
+/// (`users/{user_id}/` beside `users/{username}/` would let a user named like another's id
+/// sync that user's objects).
+pub(super) fn across_routes(
+    c: &mut Checker,
+    routes: &[super::settings::RouteSettings],
+    images: &super::settings::ImageSettings,
+) {
+    let uploads: Vec<(usize, &UploadRoute)> = routes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.target {
+            super::settings::RouteTarget::Uploads(u) => Some((i, &**u)),
+            _ => None,
+        })
+        .collect();
+    for (i, u) in &uploads {
+        if u.variant.is_some() && u.max_file_size > images.max_source_size {
+            c.report(
+                format!("routes[{i}].upload.max_file_size"),
+                format!(
+                    "a route with a variant holds each image in memory: at most images.max_source_size ({} bytes)",
+                    images.max_source_size
+                ),
+            );
+        }
+    }
+    fn user_prefix(u: &UploadRoute) -> Option<(&str, &'static str)> {
+        let template = u.key.template();
+        let first = template.find('{')?;
+        let placeholder = &template[first..];
+        let kind = if placeholder.starts_with("{user_id}") {
+            "user_id"
+        } else if placeholder.starts_with("{username}") {
+            "username"
+        } else {
+            return None;
+        };
+        Some((&template[..first], kind))
+    }
+    for (a, (i, first)) in uploads.iter().enumerate() {
+        for (j, second) in &uploads[a + 1..] {
+            if first.store != second.store {
+                continue;
+            }
+            if let (Some((p1, k1)), Some((p2, k2))) = (user_prefix(first), user_prefix(second))
+                && p1 == p2
+                && k1 != k2
+            {
+                c.report(
+                    format!("routes[{j}].key"),
+                    format!(
+                        "routes[{i}] keys the same store and prefix {p1:?} by {{{k1}}}, this one by {{{k2}}}: one user's prefix could be another's"
+                    ),
+                );
+            }
+        }
+    }
+}

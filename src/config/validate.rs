@@ -177,6 +177,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
     let routes = account_api_checks(&mut c, routes, &accounts);
     if routes.len() == file.routes.len() {
         unreachable_upload_routes(&mut c, &routes);
+        super::uploads::across_routes(&mut c, &routes, &images);
     }
     if c.problems.is_empty() {
         Ok(Settings {

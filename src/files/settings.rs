@@ -105,6 +105,9 @@ impl UploadKey {
         if has("name") && !client_names {
             return Err("{name} puts the client's file name in the key: set upload.client_names = true to allow it".into());
         }
+        if has("name") && !has("user_id") && !has("username") {
+            return Err("{name} needs {user_id} or {username} in the key too: client-chosen names are per user".into());
+        }
         if !has("uuid") && !has("name") {
             return Err(
                 "must contain {uuid} (or {name}), or every upload would get the same key".into(),
@@ -224,6 +227,7 @@ mod tests {
         assert!(UploadKey::parse("/users/{uuid}", false).is_err());
         assert!(UploadKey::parse("users/../{uuid}", false).is_err());
         assert!(UploadKey::parse("users/{other}/{uuid}", false).is_err());
+        assert!(UploadKey::parse("shared/{name}", true).is_err());
         let key = UploadKey::parse("users/{user_id}/{name}", true).unwrap();
         assert!(key.render(&parts("", "../x")).is_err());
         assert!(key.render(&parts("", "..")).is_err());

@@ -55,12 +55,7 @@ impl UploadSweeper {
                 // settles the object either way.
                 tracing::debug!(error = %e, key, "aborting a stale multipart upload");
             }
-            let recorded = db.files_under(&store_name, &key).await.map(|records| {
-                records
-                    .iter()
-                    .any(|r| r.key == key || r.original_key.as_deref() == Some(key.as_str()))
-            });
-            match recorded {
+            match db.key_recorded(&store_name, &key).await {
                 Ok(true) => {}
                 Ok(false) => {
                     if let Err(e) = self.files.delete_object(index, &key).await {

@@ -87,6 +87,22 @@ impl Files {
         })
     }
 
+    async fn object_exists(&self, store: usize, key: &str) -> Result<bool, FileError> {
+        match self.objects.get(store) {
+            Some(ObjectStore::S3(s3)) => s3
+                .client
+                .exists(key)
+                .await
+                .map_err(|e| FileError::Store(e.to_string())),
+            Some(ObjectStore::Fs(fs)) => match fs.open(key).await {
+                Ok(_) => Ok(true),
+                Err(crate::objects::fs::FsError::NotFound) => Ok(false),
+                Err(e) => Err(FileError::Store(e.to_string())),
+            },
+            None => Err(FileError::Store("no such store".into())),
+        }
+    }
+
     async fn read_head(&self, store: usize, key: &str) -> Result<Vec<u8>, FileError> {
         let failed = |e: &dyn std::fmt::Display| FileError::Store(e.to_string());
         match self.objects.get(store) {
@@ -131,14 +147,20 @@ impl Files {
             .get(route.store)
             .map(|s| s.name().to_string())
             .unwrap_or_default();
-        let present = self.list_objects(route.store, &prefix).await?;
+        // Records first, then the listing: a record committed after this read is left alone, and
+        // its object, listed below, is recognised when its adoption meets the record.
         let records = db.files_under(&store_name, &prefix).await?;
+        let present = self.list_objects(route.store, &prefix).await?;
         let mut report = SyncReport::default();
         let mut known: HashSet<&str> = HashSet::new();
         for record in &records {
             known.insert(&record.key);
             if let Some(original) = &record.original_key {
                 known.insert(original);
+            }
+            // Another owner's record under this prefix is theirs to sync.
+            if record.owner_id != owner.user_id {
+                continue;
             }
             if record.state == "deleting" {
                 if self.remove_objects(record).await.is_ok() {
@@ -148,13 +170,15 @@ impl Files {
                 continue;
             }
             match present.get(&record.key) {
-                None => {
+                // Deleted by now (or missed by a listing that raced a write): ask once more.
+                None if !self.object_exists(route.store, &record.key).await? => {
                     if let Some(original) = &record.original_key {
                         let _ = self.delete_object(route.store, original).await;
                     }
                     db.delete_file_record(&record.id).await?;
                     report.removed += 1;
                 }
+                None => report.unchanged += 1,
                 Some(object) if object.size != record.size || object.etag != record.etag => {
                     db.refresh_file(&record.id, object.size, object.etag.as_deref())
                         .await?;
@@ -175,6 +199,10 @@ impl Files {
             };
             let complete = head.len() as i64 >= object.size;
             let sniffed = sniff::sniff(&head[..head.len().min(SNIFF_LEN)], complete);
+            // Only what the route would have taken becomes this user's file.
+            if head.is_empty() || !sniff::allowed(sniffed.mime, &route.allowed_types) {
+                continue;
+            }
             let dimensions = if sniffed.mime.starts_with("image/") {
                 image::ImageReader::new(std::io::Cursor::new(&head))
                     .with_guessed_format()
@@ -208,9 +236,13 @@ impl Files {
                 created_at: self.now(),
             });
         }
-        report.added = adopted.len();
-        if !adopted.is_empty() {
-            db.insert_files(&adopted, &[]).await?;
+        for record in adopted {
+            match db.insert_files(std::slice::from_ref(&record), &[]).await {
+                Ok(()) => report.added += 1,
+                // An upload committed its record meanwhile.
+                Err(crate::store::StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(report)
     }

@@ -206,7 +206,8 @@ impl Writer<'_> {
                     }
                     .await;
                     if result.is_err() {
-                        abort_multipart(client, &key, &id).await;
+                        // Whether it worked or not, the caller settles the claim.
+                        let _ = abort_multipart(client, &key, &id).await;
                     }
                     result
                 }
@@ -241,8 +242,9 @@ impl Writer<'_> {
         }
     }
 
-    /// Gives up: the multipart upload is aborted, the temporary file removed.
-    async fn abort(self) {
+    /// Gives up: the multipart upload is aborted, the temporary file removed. `false` when
+    /// that failed (the claim must then stay, for the sweep).
+    async fn abort(self) -> bool {
         match self {
             Self::S3 {
                 client,
@@ -250,21 +252,29 @@ impl Writer<'_> {
                 upload_id: Some(id),
                 ..
             } => abort_multipart(client, &key, &id).await,
-            Self::S3 { .. } => {}
+            Self::S3 { .. } => true,
             Self::Fs { temp, file, .. } => {
                 drop(file);
-                if let Err(e) = tokio::fs::remove_file(&temp).await {
-                    tracing::warn!(error = %e, path = %temp.display(), "cannot remove an upload's temporary file");
+                match tokio::fs::remove_file(&temp).await {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, path = %temp.display(), "cannot remove an upload's temporary file");
+                        false
+                    }
                 }
             }
         }
     }
 }
 
-async fn abort_multipart(client: &S3Client, key: &str, upload_id: &str) {
-    if let Err(e) = client.abort_multipart(key, upload_id).await {
-        // The claim stays: the sweep aborts it later.
-        tracing::warn!(error = %e, key, "cannot abort a multipart upload");
+async fn abort_multipart(client: &S3Client, key: &str, upload_id: &str) -> bool {
+    match client.abort_multipart(key, upload_id).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, key, "cannot abort a multipart upload; the sweep will");
+            false
+        }
     }
 }
 
@@ -382,9 +392,12 @@ impl<'a> Upload<'a> {
             created_at: self.files.now(),
         };
         let key_for = |ext: &str| {
-            // A client-chosen name keeps its stem; the extension is always the stored type's.
+            // A client-chosen name keeps its stem; the extension is always the stored type's, and
+            // no name is hidden (a leading dot) or taken for a temporary file.
             let name_part = match (&name, route.client_names) {
-                (Some(n), true) => with_extension(n, ext),
+                (Some(n), true) if !n.trim_start_matches('.').is_empty() => {
+                    with_extension(n.trim_start_matches('.'), ext)
+                }
                 _ => format!("{id}.{ext}"),
             };
             route
@@ -478,7 +491,7 @@ impl<'a> Upload<'a> {
                 {
                     Ok(writer) => writer,
                     Err(e) => {
-                        let _ = self.db.release_claims(&[claim]).await;
+                        self.settle(&record.key, claim, true).await;
                         return Err(e);
                     }
                 };
@@ -506,15 +519,14 @@ impl<'a> Upload<'a> {
                 }
                 .await;
                 if let Err(e) = streamed {
-                    writer.abort().await;
-                    let _ = self.db.release_claims(&[claim]).await;
+                    let cleaned = writer.abort().await;
+                    self.settle(&record.key, claim, cleaned).await;
                     return Err(e);
                 }
                 match writer.finish().await {
                     Ok(etag) => record.etag = etag,
                     Err(e) => {
-                        // The writer cleaned up after itself (or the claim stays for the sweep).
-                        let _ = self.db.release_claims(&[claim]).await;
+                        self.settle_finish(&record.key, claim, &e).await;
                         return Err(e);
                     }
                 }
@@ -534,6 +546,32 @@ impl<'a> Upload<'a> {
                 Ok(())
             }
         }
+    }
+
+    /// After a failure: releases the claim on `key` when nothing of the object can be left
+    /// (`cleaned`), or once the object is removed; otherwise the claim stays for the sweep.
+    async fn settle(&self, key: &str, claim: i64, cleaned: bool) {
+        let gone = cleaned
+            || self
+                .files
+                .delete_object(self.route.store, key)
+                .await
+                .is_ok();
+        if gone {
+            let _ = self.db.release_claims(&[claim]).await;
+        } else {
+            tracing::warn!(
+                key,
+                "an upload's object may be left; the sweep will remove it"
+            );
+        }
+    }
+
+    /// [`Upload::settle`] after a failed `finish`: whether an object was written is unknown,
+    /// except when the key turned out to be taken (then the object there is not ours).
+    async fn settle_finish(&self, key: &str, claim: i64, error: &UploadError) {
+        let taken = matches!(error, UploadError::Taken);
+        self.settle(key, claim, taken).await;
     }
 
     /// Claims `key`; with client-chosen names, an object already at the key (one without a
@@ -612,19 +650,22 @@ impl<'a> Upload<'a> {
         acl: &str,
     ) -> Result<(Option<String>, i64), UploadError> {
         let claim = self.claim(key).await?;
-        let written = async {
-            let mut writer = self.writer(key, claim, content_type, acl).await?;
-            if let Err(e) = writer.write(&bytes).await {
-                writer.abort().await;
+        let mut writer = match self.writer(key, claim, content_type, acl).await {
+            Ok(writer) => writer,
+            Err(e) => {
+                self.settle(key, claim, true).await;
                 return Err(e);
             }
-            writer.finish().await
+        };
+        if let Err(e) = writer.write(&bytes).await {
+            let cleaned = writer.abort().await;
+            self.settle(key, claim, cleaned).await;
+            return Err(e);
         }
-        .await;
-        match written {
+        match writer.finish().await {
             Ok(etag) => Ok((etag, claim)),
             Err(e) => {
-                let _ = self.db.release_claims(&[claim]).await;
+                self.settle_finish(key, claim, &e).await;
                 Err(e)
             }
         }
@@ -676,7 +717,10 @@ impl<'a> Upload<'a> {
         if let Err(e) = self.db.insert_files(&records, &claims).await {
             tracing::warn!(error = %e, "cannot record uploaded files; removing their objects");
             self.abandon().await;
-            return Err(e.into());
+            return Err(match e {
+                StoreError::Conflict(_) => UploadError::Taken,
+                other => other.into(),
+            });
         }
         let now = self.files.now();
         for record in &records {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,6 +35,10 @@ const TEXT_FIELDS: &[(&str, u64)] = &[
 ];
 /// What a multipart body may add around its files (boundaries, part headers, text fields).
 const MULTIPART_OVERHEAD: u64 = 1 << 20;
+/// Framing the parser may hold at once: a preamble, plus per part its boundary and headers, on top
+/// of what it buffers of a file between reads.
+const MAX_FRAMING: u64 = 256 << 10;
+const MAX_PART_FRAMING: u64 = 4 << 10;
 /// After a refused upload, how much of the rest of the body is read (and dropped) so that the
 /// client sees the answer instead of a reset connection; a longer body closes the connection.
 const DRAIN_LIMIT: u64 = 64 << 20;
@@ -160,26 +164,98 @@ fn result_label(err: &GatewayError) -> &'static str {
     }
 }
 
+/// What the body stream and the parser share: bytes read from the client, bytes handed out as
+/// field data, and why reading stopped. The difference is framing (preamble, boundaries, part
+/// headers) plus what the parser holds; it is bounded, because the parser keeps unparsed framing
+/// in one buffer that it scans again on every read.
+#[derive(Default)]
+struct BodyMeter {
+    fed: AtomicU64,
+    delivered: AtomicU64,
+    timed_out: AtomicBool,
+    framing_exceeded: AtomicBool,
+}
+
+impl BodyMeter {
+    fn deliver(&self, len: usize) {
+        self.delivered.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    fn held(&self) -> u64 {
+        self.fed
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.delivered.load(Ordering::Relaxed))
+    }
+}
+
+/// Hands the parser one chunk per poll. The parser otherwise takes every chunk that is ready
+/// before it parses any (a fast client would fill its buffer up to the whole body); paced, it
+/// holds one chunk beyond what it has parsed, and reading follows the upload's own pace.
+struct Paced<S> {
+    inner: std::pin::Pin<Box<S>>,
+    just_yielded: bool,
+}
+
+impl<S> Paced<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            just_yielded: false,
+        }
+    }
+}
+
+impl<S: futures_util::Stream> futures_util::Stream for Paced<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if self.just_yielded {
+            self.just_yielded = false;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        let item = self.inner.as_mut().poll_next(cx);
+        if matches!(item, std::task::Poll::Ready(Some(_))) {
+            self.just_yielded = true;
+        }
+        item
+    }
+}
+
 /// A multipart field as the upload pipeline reads it.
 struct FieldSource<'r> {
     field: multer::Field<'r>,
     file_limit: u64,
-    timed_out: Arc<AtomicBool>,
+    meter: Arc<BodyMeter>,
 }
 
 #[async_trait::async_trait]
 impl ChunkSource for FieldSource<'_> {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, UploadError> {
-        self.field
+        let chunk = self
+            .field
             .chunk()
             .await
-            .map_err(|e| multipart_error(e, self.file_limit, &self.timed_out))
+            .map_err(|e| multipart_error(e, self.file_limit, &self.meter))?;
+        if let Some(chunk) = &chunk {
+            self.meter.deliver(chunk.len());
+        }
+        Ok(chunk)
     }
 }
 
-fn multipart_error(e: multer::Error, file_limit: u64, timed_out: &AtomicBool) -> UploadError {
-    if timed_out.load(Ordering::Relaxed) {
+fn multipart_error(e: multer::Error, file_limit: u64, meter: &BodyMeter) -> UploadError {
+    if meter.timed_out.load(Ordering::Relaxed) {
         return UploadError::Timeout;
+    }
+    if meter.framing_exceeded.load(Ordering::Relaxed) {
+        return UploadError::Incomplete(
+            "the multipart framing (preamble, boundaries, part headers) is larger than allowed"
+                .into(),
+        );
     }
     match e {
         multer::Error::FieldSizeExceeded {
@@ -568,27 +644,38 @@ impl FileApi {
             .allowed_fields(allowed)
             .size_limit(limits);
 
-        let timed_out = Arc::new(AtomicBool::new(false));
+        let meter = Arc::new(BodyMeter::default());
+        let framing_limit = MAX_FRAMING
+            + route.max_files as u64 * MAX_PART_FRAMING
+            + TEXT_FIELDS.iter().map(|(_, limit)| limit).sum::<u64>();
         let deadline = tokio::time::Instant::now() + route.timeout;
         let stream = {
-            let timed_out = timed_out.clone();
+            let meter = meter.clone();
             futures_util::stream::unfold(Some(&mut *session), move |state| {
-                let timed_out = timed_out.clone();
+                let meter = meter.clone();
                 async move {
                     let session = state?;
+                    if meter.held() > framing_limit {
+                        meter.framing_exceeded.store(true, Ordering::Relaxed);
+                        return Some((Err(std::io::Error::other("framing too large")), None));
+                    }
                     match tokio::time::timeout_at(deadline, session.read_request_body()).await {
-                        Ok(Ok(Some(chunk))) => Some((Ok(chunk), Some(session))),
+                        Ok(Ok(Some(chunk))) => {
+                            meter.fed.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                            Some((Ok(chunk), Some(session)))
+                        }
                         Ok(Ok(None)) => None,
                         Ok(Err(e)) => Some((Err(std::io::Error::other(e.to_string())), None)),
                         Err(_) => {
-                            timed_out.store(true, Ordering::Relaxed);
+                            meter.timed_out.store(true, Ordering::Relaxed);
                             Some((Err(std::io::Error::other("timed out")), None))
                         }
                     }
                 }
             })
         };
-        let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
+        let mut multipart =
+            multer::Multipart::with_constraints(Paced::new(stream), boundary, constraints);
         let owner = Owner {
             user_id: req.principal.user_id.clone(),
             username: req.principal.username.clone(),
@@ -601,7 +688,7 @@ impl FileApi {
             while let Some(field) = multipart
                 .next_field()
                 .await
-                .map_err(|e| multipart_error(e, file_limit, &timed_out))?
+                .map_err(|e| multipart_error(e, file_limit, &meter))?
             {
                 let name = field.name().unwrap_or("").to_string();
                 if FILE_FIELDS.contains(&name.as_str()) {
@@ -618,7 +705,7 @@ impl FileApi {
                     let mut source = FieldSource {
                         field,
                         file_limit,
-                        timed_out: timed_out.clone(),
+                        meter: meter.clone(),
                     };
                     upload
                         .add_file(meta, file_name.as_deref(), &mut source)
@@ -641,7 +728,8 @@ impl FileApi {
                     let text = field
                         .text()
                         .await
-                        .map_err(|e| multipart_error(e, file_limit, &timed_out))?;
+                        .map_err(|e| multipart_error(e, file_limit, &meter))?;
+                    meter.deliver(text.len());
                     fields.insert(name, text);
                 }
             }

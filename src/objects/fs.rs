@@ -115,14 +115,10 @@ impl FsStore {
         let root = self.root.clone();
         let key = key.to_string();
         tokio::task::spawn_blocking(move || {
-            let target = root.join(&key);
-            let parent = target.parent().ok_or(FsError::Escapes)?;
-            std::fs::create_dir_all(parent)?;
-            let resolved_parent = std::fs::canonicalize(parent)?;
-            if !resolved_parent.starts_with(&root) {
-                return Err(FsError::Escapes);
-            }
-            let name = target.file_name().ok_or(FsError::Escapes)?;
+            let relative = Path::new(&key);
+            let name = relative.file_name().ok_or(FsError::Escapes)?;
+            let resolved_parent =
+                dirs_beneath(&root, relative.parent().unwrap_or_else(|| Path::new("")))?;
             let target = resolved_parent.join(name);
             // Never over an existing object (one without a record, put there by other means).
             rustix::fs::renameat_with(
@@ -242,6 +238,38 @@ impl FsStore {
         .await
         .map_err(|e| FsError::Io(std::io::Error::other(e)))?
     }
+}
+
+/// Creates the directories of `relative` below `root` one at a time, never below a symlink that
+/// leads outside the root (nor through a file); returns the resolved directory.
+fn dirs_beneath(root: &Path, relative: &Path) -> Result<PathBuf, FsError> {
+    let mut current = root.to_path_buf();
+    for component in relative.components() {
+        let std::path::Component::Normal(name) = component else {
+            return Err(FsError::Escapes);
+        };
+        current.push(name);
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let resolved = std::fs::canonicalize(&current)?;
+                if !resolved.starts_with(root) || !resolved.is_dir() {
+                    return Err(FsError::Escapes);
+                }
+                current = resolved;
+            }
+            Ok(_) => return Err(FsError::Escapes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match std::fs::create_dir(&current) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(current)
 }
 
 /// Resolves `key` under `root` (symlinks inside the root are followed, one leading outside is
@@ -370,6 +398,50 @@ mod tests {
             Err(FsError::NotFound)
         ));
         assert!(matches!(store.open("shared").await, Err(FsError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn uploads_stay_in_the_root_and_never_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("escape")).unwrap();
+        let store = FsStore::new("t".into(), root.clone());
+        let write = |bytes: &'static [u8]| {
+            let store = &store;
+            async move {
+                let (temp, mut file) = store.create_temp().await.unwrap();
+                tokio::io::AsyncWriteExt::write_all(&mut file, bytes)
+                    .await
+                    .unwrap();
+                temp
+            }
+        };
+        let temp = write(b"one").await;
+        store.commit_temp(temp, "a/b/c.txt").await.unwrap();
+        assert_eq!(std::fs::read(root.join("a/b/c.txt")).unwrap(), b"one");
+        let temp = write(b"two").await;
+        assert!(matches!(
+            store.commit_temp(temp.clone(), "a/b/c.txt").await,
+            Err(FsError::Exists)
+        ));
+        assert_eq!(std::fs::read(root.join("a/b/c.txt")).unwrap(), b"one");
+        assert!(matches!(
+            store.commit_temp(temp, "escape/sub/x.txt").await,
+            Err(FsError::Escapes)
+        ));
+        assert!(
+            !outside.join("sub").exists(),
+            "nothing created outside the root"
+        );
+        let listed = store.list("a/").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, "a/b/c.txt");
+        store.delete("a/b/c.txt").await.unwrap();
+        store.delete("a/b/c.txt").await.unwrap();
+        assert!(store.list("a/").await.unwrap().is_empty());
     }
 
     #[tokio::test]

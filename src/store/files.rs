@@ -80,6 +80,18 @@ fn from_row(row: &AnyRow) -> Result<FileRecord, StoreError> {
     })
 }
 
+/// The smallest string above every string starting with `prefix` (its last character, when
+/// ASCII, raised by one): `users/1/` → `users/10`.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let last = *prefix.as_bytes().last()?;
+    if !last.is_ascii() || last == 0x7F {
+        return None;
+    }
+    let mut end = prefix[..prefix.len() - 1].to_string();
+    end.push(char::from(last + 1));
+    Some(end)
+}
+
 /// `LIKE` pattern text with its wildcards escaped (`\` is the escape character).
 fn like_prefix(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 1);
@@ -95,23 +107,17 @@ fn like_prefix(prefix: &str) -> String {
 
 impl Store {
     /// Claims `key` in `store` for an object about to be written; `Conflict` when another
-    /// upload is writing it or a record already names it.
+    /// upload is writing it or a record already names it (as its object or kept original).
+    /// The claim goes first and the record check second: an upload that commits in between
+    /// releases its claim in the same transaction that writes its record, so one of the two
+    /// checks always sees it.
     pub async fn claim_object_key(
         &self,
         store: &str,
         key: &str,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let taken: Option<String> =
-            sqlx::query_scalar("SELECT id FROM files WHERE store = $1 AND object_key = $2")
-                .bind(store)
-                .bind(key)
-                .fetch_optional(self.pool())
-                .await?;
-        if taken.is_some() {
-            return Err(StoreError::Conflict("a file with this name"));
-        }
-        sqlx::query_scalar(
+        let claim: i64 = sqlx::query_scalar(
             "INSERT INTO pending_uploads (store, object_key, started_at) VALUES ($1, $2, $3) \
              RETURNING id",
         )
@@ -120,7 +126,24 @@ impl Store {
         .bind(now)
         .fetch_one(self.pool())
         .await
-        .map_err(|e| StoreError::from_write(e, "a file with this name"))
+        .map_err(|e| StoreError::from_write(e, "a file with this name"))?;
+        if self.key_recorded(store, key).await? {
+            self.release_claims(&[claim]).await?;
+            return Err(StoreError::Conflict("a file with this name"));
+        }
+        Ok(claim)
+    }
+
+    /// Whether a record names `key` in `store`, as its object or its kept original.
+    pub async fn key_recorded(&self, store: &str, key: &str) -> Result<bool, StoreError> {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM files WHERE store = $1 AND (object_key = $2 OR original_key = $2) LIMIT 1",
+        )
+        .bind(store)
+        .bind(key)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(found.is_some())
     }
 
     /// Notes the S3 multipart upload a claim writes through, so that the sweep can abort it.
@@ -296,19 +319,33 @@ impl Store {
         Ok((files, total))
     }
 
-    /// Every record in `store` whose key starts with `prefix`.
+    /// Every record in `store` whose key starts with `prefix` (a range on the key, so that the
+    /// unique index answers it).
     pub async fn files_under(
         &self,
         store: &str,
         prefix: &str,
     ) -> Result<Vec<FileRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM files WHERE store = $1 AND object_key LIKE $2 ESCAPE '\\'"
-        ))
-        .bind(store)
-        .bind(like_prefix(prefix))
-        .fetch_all(self.pool())
-        .await?;
+        let rows = match prefix_end(prefix) {
+            Some(end) => {
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM files WHERE store = $1 AND object_key >= $2 \
+                     AND object_key < $3"
+                ))
+                .bind(store)
+                .bind(prefix)
+                .bind(end)
+                .fetch_all(self.pool())
+                .await?
+            }
+            None => sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM files WHERE store = $1 AND object_key LIKE $2 ESCAPE '\\'"
+            ))
+            .bind(store)
+            .bind(like_prefix(prefix))
+            .fetch_all(self.pool())
+            .await?,
+        };
         rows.iter().map(from_row).collect()
     }
 
