@@ -1658,7 +1658,7 @@ mod tests {
             root = "/tmp/postern-test"
             [stores.bucket]
             type = "s3"
-            bucket = "b"
+            bucket = "uploads-bucket"
             region = "us-east-1"
             endpoint = "https://s3.internal"
             tls_verify = false
