@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::file::RouteSection;
-use super::settings::{AssetMode, MAX_LINK_TTL, StoreSettings};
+use super::settings::StoreSettings;
 use super::units::SizeValue;
 use super::validate::Checker;
 use crate::files::{CANNED_ACLS, MIN_PART_SIZE, UploadKey, UploadRoute, VariantSettings};
@@ -220,42 +220,8 @@ pub(super) fn upload_route(
             keep_original: v.keep_original.unwrap_or(false),
         }
     });
-    let mode = match r.mode.as_deref().unwrap_or("stream") {
-        "stream" => AssetMode::Stream,
-        "redirect" => AssetMode::Redirect,
-        other => {
-            c.report(
-                route_at("mode"),
-                format!("{other:?} is not one of \"stream\", \"redirect\""),
-            );
-            AssetMode::Stream
-        }
-    };
-    let link_ttl = c.duration(
-        &route_at("link_ttl"),
-        r.link_ttl.as_ref(),
-        std::time::Duration::from_secs(24 * 3600),
-    );
-    if link_ttl.is_zero() || link_ttl > MAX_LINK_TTL {
-        c.report(
-            route_at("link_ttl"),
-            "must be more than 0 and at most 7 days",
-        );
-    }
-    let inline_types = match &r.inline_types {
-        None => crate::objects::InlineTypes::default(),
-        Some(list) => crate::objects::InlineTypes::parse(list).unwrap_or_else(|e| {
-            c.report(route_at("inline_types"), e);
-            crate::objects::InlineTypes::default()
-        }),
-    };
-    let cache_control = r
-        .cache_control
-        .clone()
-        .unwrap_or_else(|| "private".to_string());
-    if http::HeaderValue::from_str(&cache_control).is_err() {
-        c.report(route_at("cache_control"), "is not a valid header value");
-    }
+    let presentation =
+        super::validate::object_presentation(c, i, r, std::time::Duration::from_secs(24 * 3600));
     Some(UploadRoute {
         store: store?,
         key: key?,
@@ -265,10 +231,10 @@ pub(super) fn upload_route(
         acls,
         folders,
         client_names,
-        mode,
-        link_ttl,
-        cache_control,
-        inline_types: Arc::new(inline_types),
+        mode: presentation.mode,
+        link_ttl: presentation.link_ttl,
+        cache_control: presentation.cache_control,
+        inline_types: Arc::new(presentation.inline_types),
         part_size,
         timeout,
         variant,

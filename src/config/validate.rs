@@ -1068,6 +1068,83 @@ fn link_settings(c: &mut Checker, file: &FileConfig) -> LinkSettings {
     }
 }
 
+/// The store a route of `kind` names (required).
+fn store_index(
+    c: &mut Checker,
+    i: usize,
+    r: &RouteSection,
+    stores: &[StoreSettings],
+    kind: &str,
+) -> Option<usize> {
+    let at = format!("routes[{i}].store");
+    match &r.store {
+        None => {
+            c.report(at, format!("required for kind {kind:?}"));
+            None
+        }
+        Some(s) => {
+            let found = stores.iter().position(|x| x.name() == s);
+            if found.is_none() {
+                c.report(at, format!("no store named {s:?} in [stores]"));
+            }
+            found
+        }
+    }
+}
+
+/// How a route serves objects: asset routes, and the content of uploaded files.
+pub(super) struct ObjectPresentation {
+    pub mode: AssetMode,
+    pub link_ttl: Duration,
+    pub inline_types: crate::objects::InlineTypes,
+    pub cache_control: String,
+}
+
+/// `mode`, `link_ttl` (default `default_ttl`), `inline_types` and `cache_control` of route `i`.
+pub(super) fn object_presentation(
+    c: &mut Checker,
+    i: usize,
+    r: &RouteSection,
+    default_ttl: Duration,
+) -> ObjectPresentation {
+    let at = |key: &str| format!("routes[{i}].{key}");
+    let mode = match r.mode.as_deref().unwrap_or("stream") {
+        "stream" => AssetMode::Stream,
+        "redirect" => AssetMode::Redirect,
+        other => {
+            c.report(
+                at("mode"),
+                format!("{other:?} is not one of \"stream\", \"redirect\""),
+            );
+            AssetMode::Stream
+        }
+    };
+    let link_ttl = c.duration(&at("link_ttl"), r.link_ttl.as_ref(), default_ttl);
+    if link_ttl.is_zero() || link_ttl > MAX_LINK_TTL {
+        c.report(at("link_ttl"), "must be more than 0 and at most 7 days");
+    }
+    let inline_types = match &r.inline_types {
+        None => crate::objects::InlineTypes::default(),
+        Some(list) => crate::objects::InlineTypes::parse(list).unwrap_or_else(|e| {
+            c.report(at("inline_types"), e);
+            crate::objects::InlineTypes::default()
+        }),
+    };
+    let cache_control = r
+        .cache_control
+        .clone()
+        .unwrap_or_else(|| "private".to_string());
+    if http::HeaderValue::from_str(&cache_control).is_err() {
+        c.report(at("cache_control"), "is not a valid header value");
+    }
+    ObjectPresentation {
+        mode,
+        link_ttl,
+        inline_types,
+        cache_control,
+    }
+}
+
 /// An upload route behind an earlier route that takes all of its paths (the default config's
 /// `/_postern/files` after the built-in `/_postern/`) would never be reached.
 fn unreachable_upload_routes(c: &mut Checker, routes: &[RouteSettings]) {
@@ -1253,19 +1330,7 @@ fn route_settings(
             forbid("upstream", r.upstream.is_some());
             forbid("strip_prefix", r.strip_prefix.is_some());
             forbid("strict_paths", r.strict_paths.is_some());
-            let store = match &r.store {
-                None => {
-                    c.report(at("store"), "required for kind \"assets\"");
-                    None
-                }
-                Some(s) => {
-                    let found = stores.iter().position(|x| x.name() == s);
-                    if found.is_none() {
-                        c.report(at("store"), format!("no store named {s:?} in [stores]"));
-                    }
-                    found
-                }
-            };
+            let store = store_index(c, i, r, stores, kind);
             let key_template = r.key.clone().unwrap_or_else(|| "{path}".into());
             if let Err(e) = crate::objects::KeyTemplate::check(&key_template) {
                 c.report(at("key"), e);
@@ -1276,21 +1341,12 @@ fn route_settings(
                     "uses the user in the key, so access cannot be \"public\"",
                 );
             }
-            let mode = match r.mode.as_deref().unwrap_or("stream") {
-                "stream" => AssetMode::Stream,
-                "redirect" => AssetMode::Redirect,
-                other => {
-                    c.report(
-                        at("mode"),
-                        format!("{other:?} is not one of \"stream\", \"redirect\""),
-                    );
-                    AssetMode::Stream
-                }
-            };
-            let link_ttl = c.duration(&at("link_ttl"), r.link_ttl.as_ref(), secs(3600));
-            if link_ttl.is_zero() || link_ttl > MAX_LINK_TTL {
-                c.report(at("link_ttl"), "must be more than 0 and at most 7 days");
-            }
+            let ObjectPresentation {
+                mode,
+                link_ttl,
+                inline_types,
+                cache_control,
+            } = object_presentation(c, i, r, secs(3600));
             let images = match r.images.as_deref().unwrap_or("off") {
                 "off" => None,
                 "on" => Some(crate::images::params::Policy::Open),
@@ -1306,20 +1362,6 @@ fn route_settings(
             };
             if images.is_some() && mode == AssetMode::Redirect {
                 c.report(at("images"), "transforms need mode = \"stream\"");
-            }
-            let inline_types = match &r.inline_types {
-                None => crate::objects::InlineTypes::default(),
-                Some(list) => crate::objects::InlineTypes::parse(list).unwrap_or_else(|e| {
-                    c.report(at("inline_types"), e);
-                    crate::objects::InlineTypes::default()
-                }),
-            };
-            let cache_control = r
-                .cache_control
-                .clone()
-                .unwrap_or_else(|| "private".to_string());
-            if http::HeaderValue::from_str(&cache_control).is_err() {
-                c.report(at("cache_control"), "is not a valid header value");
             }
             store.map(|store| {
                 RouteTarget::Assets(AssetRoute {
@@ -1344,19 +1386,7 @@ fn route_settings(
                     "uploads belong to a user, so access cannot be \"public\"",
                 );
             }
-            let store = match &r.store {
-                None => {
-                    c.report(at("store"), "required for kind \"uploads\"");
-                    None
-                }
-                Some(s) => {
-                    let found = stores.iter().position(|x| x.name() == s);
-                    if found.is_none() {
-                        c.report(at("store"), format!("no store named {s:?} in [stores]"));
-                    }
-                    found
-                }
-            };
+            let store = store_index(c, i, r, stores, kind);
             super::uploads::upload_route(c, i, r, stores, store)
                 .map(|u| RouteTarget::Uploads(Box::new(u)))
         }

@@ -185,13 +185,7 @@ impl UploadKey {
 /// One path segment of a key: no separators, dot segments, control characters, and at most 255
 /// bytes.
 pub fn valid_segment(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 255
-        && value != "."
-        && value != ".."
-        && !value
-            .chars()
-            .any(|c| c == '/' || c == '\\' || c.is_control())
+    value.len() <= 255 && crate::objects::key::is_safe_segment(value)
 }
 
 #[cfg(test)]

@@ -278,6 +278,15 @@ async fn abort_multipart(client: &S3Client, key: &str, upload_id: &str) -> bool 
     }
 }
 
+/// What is known of a file once its first bytes are in.
+struct NewFile<'m> {
+    id: String,
+    /// The client's name, cleaned.
+    name: Option<String>,
+    sniffed: FileType,
+    meta: &'m Meta,
+}
+
 /// A file whose object (or objects) are complete, waiting for its record.
 struct Stored {
     record: FileRecord,
@@ -329,223 +338,264 @@ impl<'a> Upload<'a> {
                 limit: route.max_files,
             });
         }
-        let limit = route.max_file_size;
-        let too_large = |size: usize| size as u64 > limit;
-
-        let mut head = BytesMut::new();
-        let mut complete = false;
-        while head.len() < SNIFF_LEN {
-            match source.next_chunk().await? {
-                Some(chunk) => {
-                    head.extend_from_slice(&chunk);
-                    if too_large(head.len()) {
-                        return Err(UploadError::TooLarge { limit });
-                    }
-                }
-                None => {
-                    complete = true;
-                    break;
-                }
-            }
-        }
-        if head.is_empty() {
-            return Err(UploadError::Invalid(FileError::Invalid {
-                field: "file",
-                message: "is empty".into(),
-            }));
-        }
+        let (head, complete) = self.read_head(source).await?;
         let sniffed = sniff::sniff(&head[..head.len().min(SNIFF_LEN)], complete);
         if !sniff::allowed(sniffed.mime, &route.allowed_types) {
             return Err(UploadError::TypeRefused {
                 found: sniffed.mime,
             });
         }
-        let id = uuid::Uuid::new_v4().to_string();
-        let name = client_name.and_then(clean_name);
-        let mut record = FileRecord {
-            id: id.clone(),
+        let file = NewFile {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: client_name.and_then(clean_name),
+            sniffed,
+            meta,
+        };
+        let stored = match &route.variant {
+            Some(variant) if is_transformable(sniffed) => {
+                let whole = self.read_rest(head, complete, source).await?;
+                self.store_variant(&file, variant, whole).await?
+            }
+            _ => self.stream_file(&file, head, complete, source).await?,
+        };
+        self.files
+            .metrics
+            .upload_bytes
+            .inc_by(stored.record.size.max(0) as u64);
+        self.stored.push(stored);
+        Ok(())
+    }
+
+    fn too_large(&self, size: usize) -> Result<(), UploadError> {
+        let limit = self.route.max_file_size;
+        if size as u64 > limit {
+            Err(UploadError::TooLarge { limit })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The file's first bytes (enough to sniff), and whether they are all of it.
+    async fn read_head(
+        &self,
+        source: &mut dyn ChunkSource,
+    ) -> Result<(BytesMut, bool), UploadError> {
+        let mut head = BytesMut::new();
+        while head.len() < SNIFF_LEN {
+            match source.next_chunk().await? {
+                Some(chunk) => {
+                    head.extend_from_slice(&chunk);
+                    self.too_large(head.len())?;
+                }
+                None => {
+                    if head.is_empty() {
+                        return Err(UploadError::Invalid(FileError::Invalid {
+                            field: "file",
+                            message: "is empty".into(),
+                        }));
+                    }
+                    return Ok((head, true));
+                }
+            }
+        }
+        Ok((head, false))
+    }
+
+    /// The whole file in memory (for an image variant), within the size limit.
+    async fn read_rest(
+        &self,
+        mut whole: BytesMut,
+        complete: bool,
+        source: &mut dyn ChunkSource,
+    ) -> Result<Bytes, UploadError> {
+        if !complete {
+            while let Some(chunk) = source.next_chunk().await? {
+                self.too_large(whole.len() + chunk.len())?;
+                whole.extend_from_slice(&chunk);
+            }
+        }
+        Ok(whole.freeze())
+    }
+
+    /// The record of `file` before its object is written.
+    fn record(&self, file: &NewFile) -> FileRecord {
+        FileRecord {
+            id: file.id.clone(),
             owner_id: self.owner.user_id.clone(),
             route: self.route_name.to_string(),
-            store: self
-                .files
-                .objects
-                .get(route.store)
-                .map(|s| s.name().to_string())
-                .unwrap_or_default(),
+            store: self.store_name().to_string(),
             key: String::new(),
             original_key: None,
-            name: name
+            name: file
+                .name
                 .clone()
-                .unwrap_or_else(|| format!("{id}.{}", sniffed.ext)),
-            content_type: sniffed.mime.to_string(),
+                .unwrap_or_else(|| format!("{}.{}", file.id, file.sniffed.ext)),
+            content_type: file.sniffed.mime.to_string(),
             size: 0,
             sha256: None,
             etag: None,
             width: None,
             height: None,
-            acl: meta.acl.clone(),
-            folder: meta.folder.clone(),
-            alt: meta.alt.clone(),
-            entity_type: meta.entity.as_ref().map(|(t, _)| t.clone()),
-            entity_id: meta.entity.as_ref().map(|(_, i)| i.clone()),
+            acl: file.meta.acl.clone(),
+            folder: file.meta.folder.clone(),
+            alt: file.meta.alt.clone(),
+            entity_type: file.meta.entity.as_ref().map(|(t, _)| t.clone()),
+            entity_id: file.meta.entity.as_ref().map(|(_, i)| i.clone()),
             state: "ready".into(),
             created_at: self.files.now(),
-        };
-        let key_for = |ext: &str| {
-            // A client-chosen name keeps its stem; the extension is always the stored type's, and
-            // no name is hidden (a leading dot) or taken for a temporary file.
-            let name_part = match (&name, route.client_names) {
-                (Some(n), true) if !n.trim_start_matches('.').is_empty() => {
-                    with_extension(n.trim_start_matches('.'), ext)
-                }
-                _ => format!("{id}.{ext}"),
-            };
-            route
-                .key
-                .render(&super::KeyParts {
-                    user_id: &self.owner.user_id,
-                    username: &self.owner.username,
-                    folder: meta.folder.as_deref().unwrap_or(""),
-                    uuid: &id,
-                    ext,
-                    name: &name_part,
-                })
-                .map_err(|message| {
-                    UploadError::Invalid(FileError::Invalid {
-                        field: "file",
-                        message: format!("its name {message}"),
-                    })
-                })
-        };
+        }
+    }
 
-        match &route.variant {
-            Some(variant) if is_transformable(sniffed) => {
-                let mut whole = head;
-                if !complete {
-                    while let Some(chunk) = source.next_chunk().await? {
-                        if too_large(whole.len() + chunk.len()) {
-                            return Err(UploadError::TooLarge { limit });
-                        }
-                        whole.extend_from_slice(&chunk);
-                    }
-                }
-                let original = whole.freeze();
-                let output = self
-                    .files
-                    .images
-                    .fit_upload(
-                        original.clone(),
-                        (variant.max_width, variant.max_height),
-                        variant.format,
-                        variant.quality,
-                    )
-                    .await?;
-                let format = variant.format;
-                let ext = match format {
-                    crate::images::params::Format::Jpeg => "jpg",
-                    other => other.as_str(),
-                };
-                record.key = key_for(ext)?;
-                record.content_type = format.content_type().to_string();
-                record.width = Some(i64::from(output.width));
-                record.height = Some(i64::from(output.height));
-                let bytes = Bytes::from(output.bytes);
-                record.size = bytes.len() as i64;
-                record.sha256 = Some(hex(&Sha256::digest(&bytes)));
-                let mut claims = Vec::new();
-                let stored_variant = self
-                    .write_whole(&record.key, bytes, format.content_type(), &meta.acl)
-                    .await;
-                let (etag, claim) = stored_variant?;
-                record.etag = etag;
-                claims.push(claim);
-                if variant.keep_original {
-                    let original_key = original_key_for(&record.key, ext, sniffed.ext);
-                    match self
-                        .write_whole(&original_key, original, sniffed.mime, &meta.acl)
-                        .await
-                    {
-                        Ok((_, claim)) => {
-                            claims.push(claim);
-                            record.original_key = Some(original_key);
-                        }
-                        Err(e) => {
-                            self.remove(&record.key, &claims).await;
-                            return Err(e);
-                        }
-                    }
-                }
-                self.files
-                    .metrics
-                    .upload_bytes
-                    .inc_by(record.size.max(0) as u64);
-                self.stored.push(Stored { record, claims });
-                Ok(())
+    /// The key of `file` stored with extension `ext`. A client-chosen name keeps its stem; the
+    /// extension is always the stored type's, and no name is hidden (a leading dot) or taken for
+    /// a temporary file.
+    fn key_for(&self, file: &NewFile, ext: &str) -> Result<String, UploadError> {
+        let name_part = match (&file.name, self.route.client_names) {
+            (Some(n), true) if !n.trim_start_matches('.').is_empty() => {
+                with_extension(n.trim_start_matches('.'), ext)
             }
-            _ => {
-                record.key = key_for(sniffed.ext)?;
-                let claim = self.claim(&record.key).await?;
-                let mut writer = match self
-                    .writer(&record.key, claim, sniffed.mime, &meta.acl)
-                    .await
-                {
-                    Ok(writer) => writer,
-                    Err(e) => {
-                        self.settle(&record.key, claim, true).await;
-                        return Err(e);
-                    }
-                };
-                let mut hasher = Sha256::new();
-                let mut size = head.len();
-                let mut header = head.to_vec();
-                hasher.update(&head);
-                let streamed = async {
-                    writer.write(&head).await?;
-                    if !complete {
-                        while let Some(chunk) = source.next_chunk().await? {
-                            size += chunk.len();
-                            if too_large(size) {
-                                return Err(UploadError::TooLarge { limit });
-                            }
-                            if header.len() < HEADER_KEEP {
-                                let take = chunk.len().min(HEADER_KEEP - header.len());
-                                header.extend_from_slice(&chunk[..take]);
-                            }
-                            hasher.update(&chunk);
-                            writer.write(&chunk).await?;
-                        }
-                    }
-                    Ok(())
+            _ => format!("{}.{ext}", file.id),
+        };
+        self.route
+            .key
+            .render(&super::KeyParts {
+                user_id: &self.owner.user_id,
+                username: &self.owner.username,
+                folder: file.meta.folder.as_deref().unwrap_or(""),
+                uuid: &file.id,
+                ext,
+                name: &name_part,
+            })
+            .map_err(|message| {
+                UploadError::Invalid(FileError::Invalid {
+                    field: "file",
+                    message: format!("its name {message}"),
+                })
+            })
+    }
+
+    /// Resizes and converts an image on the worker pool, then stores the variant (and the
+    /// original, when kept).
+    async fn store_variant(
+        &self,
+        file: &NewFile<'_>,
+        variant: &super::VariantSettings,
+        original: Bytes,
+    ) -> Result<Stored, UploadError> {
+        let output = self
+            .files
+            .images
+            .fit_upload(
+                original.clone(),
+                (variant.max_width, variant.max_height),
+                variant.format,
+                variant.quality,
+            )
+            .await?;
+        let format = variant.format;
+        let ext = match format {
+            crate::images::params::Format::Jpeg => "jpg",
+            other => other.as_str(),
+        };
+        let mut record = self.record(file);
+        record.key = self.key_for(file, ext)?;
+        record.content_type = format.content_type().to_string();
+        record.width = Some(i64::from(output.width));
+        record.height = Some(i64::from(output.height));
+        let bytes = Bytes::from(output.bytes);
+        record.size = bytes.len() as i64;
+        record.sha256 = Some(hex(&Sha256::digest(&bytes)));
+        let acl = &file.meta.acl;
+        let (etag, claim) = self
+            .write_whole(&record.key, bytes, format.content_type(), acl)
+            .await?;
+        record.etag = etag;
+        let mut claims = vec![claim];
+        if variant.keep_original {
+            let original_key = original_key_for(&record.key, ext, file.sniffed.ext);
+            match self
+                .write_whole(&original_key, original, file.sniffed.mime, acl)
+                .await
+            {
+                Ok((_, claim)) => {
+                    claims.push(claim);
+                    record.original_key = Some(original_key);
                 }
-                .await;
-                if let Err(e) = streamed {
-                    let cleaned = writer.abort().await;
-                    self.settle(&record.key, claim, cleaned).await;
+                Err(e) => {
+                    self.remove(&record.key, &claims).await;
                     return Err(e);
                 }
-                match writer.finish().await {
-                    Ok(etag) => record.etag = etag,
-                    Err(e) => {
-                        self.settle_finish(&record.key, claim, &e).await;
-                        return Err(e);
-                    }
-                }
-                record.size = size as i64;
-                record.sha256 = Some(hex(&hasher.finalize()));
-                if sniffed.mime.starts_with("image/")
-                    && let Some((w, h)) = dimensions(&header)
-                {
-                    record.width = Some(w);
-                    record.height = Some(h);
-                }
-                self.files.metrics.upload_bytes.inc_by(size as u64);
-                self.stored.push(Stored {
-                    record,
-                    claims: vec![claim],
-                });
-                Ok(())
             }
         }
+        Ok(Stored { record, claims })
+    }
+
+    /// Streams the file into the store as it arrives, hashing it on the way.
+    async fn stream_file(
+        &self,
+        file: &NewFile<'_>,
+        head: BytesMut,
+        complete: bool,
+        source: &mut dyn ChunkSource,
+    ) -> Result<Stored, UploadError> {
+        let mut record = self.record(file);
+        record.key = self.key_for(file, file.sniffed.ext)?;
+        let claim = self.claim(&record.key).await?;
+        let mut writer = match self
+            .writer(&record.key, claim, file.sniffed.mime, &file.meta.acl)
+            .await
+        {
+            Ok(writer) => writer,
+            Err(e) => {
+                self.settle(&record.key, claim, true).await;
+                return Err(e);
+            }
+        };
+        let mut hasher = Sha256::new();
+        let mut size = head.len();
+        let mut header = head.to_vec();
+        hasher.update(&head);
+        let streamed = async {
+            writer.write(&head).await?;
+            if !complete {
+                while let Some(chunk) = source.next_chunk().await? {
+                    size += chunk.len();
+                    self.too_large(size)?;
+                    if header.len() < HEADER_KEEP {
+                        let take = chunk.len().min(HEADER_KEEP - header.len());
+                        header.extend_from_slice(&chunk[..take]);
+                    }
+                    hasher.update(&chunk);
+                    writer.write(&chunk).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = streamed {
+            let cleaned = writer.abort().await;
+            self.settle(&record.key, claim, cleaned).await;
+            return Err(e);
+        }
+        match writer.finish().await {
+            Ok(etag) => record.etag = etag,
+            Err(e) => {
+                self.settle_finish(&record.key, claim, &e).await;
+                return Err(e);
+            }
+        }
+        record.size = size as i64;
+        record.sha256 = Some(hex(&hasher.finalize()));
+        if file.sniffed.mime.starts_with("image/")
+            && let Some((w, h)) = dimensions(&header)
+        {
+            record.width = Some(w);
+            record.height = Some(h);
+        }
+        Ok(Stored {
+            record,
+            claims: vec![claim],
+        })
     }
 
     /// After a failure: releases the claim on `key` when nothing of the object can be left

@@ -128,7 +128,8 @@ impl KeyTemplate {
     }
 }
 
-fn is_safe_segment(value: &str) -> bool {
+/// One path segment: not empty, not a dot segment, no separators or control characters.
+pub fn is_safe_segment(value: &str) -> bool {
     !value.is_empty()
         && value != "."
         && value != ".."
