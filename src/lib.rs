@@ -28,6 +28,7 @@ pub mod server;
 pub mod services;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 pub use server::{BuildError, Built, ServeOptions, build_server, build_server_with_clock};

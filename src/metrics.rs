@@ -30,6 +30,7 @@ pub struct Metrics {
     pub account_tokens: IntCounterVec,
     pub uploads: IntCounterVec,
     pub upload_bytes: IntCounter,
+    pub tls_certificate_expiry: IntGaugeVec,
 }
 
 impl Metrics {
@@ -190,6 +191,14 @@ impl Metrics {
             "postern_upload_bytes_total",
             "Bytes of uploaded files written to object stores",
         )?;
+        let tls_certificate_expiry = IntGaugeVec::new(
+            Opts::new(
+                "postern_tls_certificate_expiry_seconds",
+                "When each loaded TLS certificate expires (Unix seconds), by name",
+            ),
+            &["name"],
+        )?;
+        registry.register(Box::new(tls_certificate_expiry.clone()))?;
         registry.register(Box::new(uploads.clone()))?;
         registry.register(Box::new(upload_bytes.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -214,6 +223,7 @@ impl Metrics {
             account_tokens,
             uploads,
             upload_bytes,
+            tls_certificate_expiry,
         })
     }
 

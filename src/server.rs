@@ -34,6 +34,7 @@ use crate::services::{
     CredentialRefresher, DatabaseConnector, DnsRefresher, SessionJanitor, StoreHandle,
 };
 use crate::store::{Store, StoreError};
+use crate::tls::{CertificateReloader, LiveListener};
 use crate::upstream::UpstreamPool;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -61,6 +62,8 @@ pub enum BuildError {
     Database { url: String, source: StoreError },
     #[error("mail: {0}")]
     Mail(#[from] crate::mail::MailError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A claim on an upload key outlives the longest upload by this much before the sweep takes it
@@ -383,7 +386,22 @@ pub fn build_server_with_clock(
         .server_options(server_options)
         .build();
     proxy.add_tcp(&settings.server.listen.to_string());
+    let mut tls_listeners = Vec::new();
+    for listener in &settings.server.tls {
+        let live = LiveListener::new(listener.clone(), clock.now())?;
+        proxy.add_tls_with_settings(&listener.listen.to_string(), None, live.pingora_settings()?);
+        tls_listeners.push(live);
+    }
+    if let (Some(first), Some(app)) = (tls_listeners.first(), proxy.app_logic_mut()) {
+        app.h2_options = Some(first.h2_options());
+    }
     server.add_service(proxy);
+    if !tls_listeners.is_empty() {
+        server.add_service(background_service(
+            "tls certificates",
+            CertificateReloader::new(&tls_listeners, metrics.clone(), clock.clone()),
+        ));
+    }
 
     let mut ops = Service::new(
         "postern ops".to_string(),

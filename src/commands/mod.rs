@@ -85,10 +85,18 @@ pub fn serve(config_path: Option<&Path>, options: ServeOptions) -> ExitCode {
 /// Binding inside Pingora fails with a panic in a service thread; find the common cause
 /// (address in use, no permission) first and say it in one line.
 fn check_listeners_free(settings: &config::Settings) -> Result<(), String> {
+    let tls = settings
+        .server
+        .tls
+        .iter()
+        .map(|listener| ("server.tls.listen", listener.listen));
     for (what, addr) in [
         ("server.listen", settings.server.listen),
         ("ops.listen", settings.ops.listen),
-    ] {
+    ]
+    .into_iter()
+    .chain(tls)
+    {
         std::net::TcpListener::bind(addr)
             .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
     }

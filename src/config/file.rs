@@ -98,6 +98,13 @@ pub struct ServerSection {
     pub keepalive_requests: Option<u32>,
     pub shutdown_grace_period: Option<String>,
     pub shutdown_timeout: Option<String>,
+    /// TLS listeners (`[[server.tls]]`).
+    #[serde(default)]
+    pub tls: Vec<super::tls::TlsSection>,
+    /// Answer every plain-HTTP request with a 308 to HTTPS.
+    pub https_redirect: Option<bool>,
+    /// `Strict-Transport-Security` on answers over TLS.
+    pub hsts: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,7 @@ mod accounts;
 mod file;
 mod interpolate;
 mod settings;
+mod tls;
 mod units;
 mod uploads;
 mod validate;

@@ -74,6 +74,11 @@ pub struct ServerSettings {
     pub keepalive_requests: u32,
     pub shutdown_grace_period: Duration,
     pub shutdown_timeout: Duration,
+    pub tls: Vec<crate::tls::TlsListener>,
+    /// Plain-HTTP requests get a 308 to `https://` on this port (the first TLS listener's).
+    pub https_redirect: Option<u16>,
+    /// `Strict-Transport-Security` on proxied answers over TLS.
+    pub hsts: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -176,6 +176,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
         .collect();
     let routes = account_api_checks(&mut c, routes, &accounts);
     if routes.len() == file.routes.len() {
+        super::tls::hosts_have_certificates(&mut c, &server.tls, &routes);
         unreachable_upload_routes(&mut c, &routes);
         super::uploads::across_routes(&mut c, &routes, &images);
     }
@@ -316,7 +317,37 @@ fn server_settings(c: &mut Checker, file: &FileConfig) -> ServerSettings {
         secs(30),
     );
 
+    let tls = super::tls::tls_listeners(c, &s.tls);
+    let https_redirect = match (s.https_redirect.unwrap_or(false), tls.first()) {
+        (false, _) => None,
+        (true, Some(first)) => Some(first.listen.port()),
+        (true, None) => {
+            c.report(
+                "server.https_redirect",
+                "needs a [[server.tls]] listener to send clients to",
+            );
+            None
+        }
+    };
+    if let Some(hsts) = &s.hsts {
+        if http::HeaderValue::from_str(hsts).is_err() || !hsts.contains("max-age=") {
+            c.report(
+                "server.hsts",
+                "a Strict-Transport-Security value, e.g. \"max-age=31536000; includeSubDomains\"",
+            );
+        }
+        if tls.is_empty() {
+            c.report(
+                "server.hsts",
+                "is sent over TLS only: add a [[server.tls]] listener",
+            );
+        }
+    }
+
     ServerSettings {
+        tls,
+        https_redirect,
+        hsts: s.hsts.clone(),
         listen,
         threads,
         data_dir,

@@ -48,6 +48,17 @@ pub struct UploadRoute {
     pub variant: Option<VariantSettings>,
 }
 
+impl UploadRoute {
+    /// The largest upload request: every file at its limit, with room for the multipart framing
+    /// around each (64 KiB) and the text fields (1 MiB).
+    pub fn max_request_body(&self) -> u64 {
+        self.max_file_size
+            .saturating_add(64 << 10)
+            .saturating_mul(self.max_files as u64)
+            .saturating_add(1 << 20)
+    }
+}
+
 /// Images resized and converted when they are uploaded.
 #[derive(Debug, Clone)]
 pub struct VariantSettings {

@@ -47,13 +47,23 @@ impl UploadSweeper {
                 let _ = db.release_claims(&[claim]).await;
                 continue;
             };
-            if let (Some(upload_id), Some(ObjectStore::S3(s3))) =
-                (&upload_id, self.files.objects.get(index))
-                && let Err(e) = s3.client.abort_multipart(&key, upload_id).await
-            {
-                // Gone already (completed or aborted) is the usual reason; the delete below
-                // settles the object either way.
-                tracing::debug!(error = %e, key, "aborting a stale multipart upload");
+            if let Some(ObjectStore::S3(s3)) = self.files.objects.get(index) {
+                // A crash between starting a multipart upload and noting its id leaves the id
+                // unknown here: ask the bucket for the key's uploads.
+                let upload_ids = match &upload_id {
+                    Some(id) => vec![id.clone()],
+                    None => s3.client.multipart_uploads_of(&key).await.unwrap_or_else(|e| {
+                        tracing::debug!(error = %e, key, "cannot list a key's multipart uploads");
+                        Vec::new()
+                    }),
+                };
+                for id in upload_ids {
+                    if let Err(e) = s3.client.abort_multipart(&key, &id).await {
+                        // Gone already (completed or aborted) is the usual reason; the delete
+                        // below settles the object either way.
+                        tracing::debug!(error = %e, key, "aborting a stale multipart upload");
+                    }
+                }
             }
             match db.key_recorded(&store_name, &key).await {
                 Ok(true) => {}

@@ -33,8 +33,6 @@ const TEXT_FIELDS: &[(&str, u64)] = &[
     ("entity_id", 256),
     ("acl", 256),
 ];
-/// What a multipart body may add around its files (boundaries, part headers, text fields).
-const MULTIPART_OVERHEAD: u64 = 1 << 20;
 /// Framing the parser may hold at once: a preamble, plus per part its boundary and headers, on top
 /// of what it buffers of a file between reads.
 const MAX_FRAMING: u64 = 256 << 10;
@@ -624,13 +622,7 @@ impl FileApi {
             .map(|ua| ua.chars().take(512).collect::<String>());
         let file_limit = route.max_file_size;
         let mut limits = multer::SizeLimit::new()
-            .whole_stream(
-                route
-                    .max_file_size
-                    .saturating_add(64 << 10)
-                    .saturating_mul(route.max_files as u64)
-                    .saturating_add(MULTIPART_OVERHEAD),
-            )
+            .whole_stream(route.max_request_body())
             .per_field(file_limit.saturating_add(64 << 10));
         for (name, limit) in TEXT_FIELDS {
             limits = limits.for_field(*name, *limit);

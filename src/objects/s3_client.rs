@@ -242,6 +242,26 @@ impl S3Client {
         Ok(())
     }
 
+    /// The ids of multipart uploads in progress for exactly `key`.
+    pub async fn multipart_uploads_of(&self, key: &str) -> Result<Vec<String>, S3ClientError> {
+        let out = self
+            .client()
+            .await
+            .list_multipart_uploads()
+            .bucket(self.bucket())
+            .prefix(key)
+            .send()
+            .await
+            .map_err(|e| failed(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        Ok(out
+            .uploads
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|u| u.key.as_deref() == Some(key))
+            .filter_map(|u| u.upload_id)
+            .collect())
+    }
+
     /// Removes `key`; removing what is not there succeeds (S3's own rule).
     pub async fn delete(&self, key: &str) -> Result<(), S3ClientError> {
         self.client()

@@ -246,13 +246,7 @@ impl Gateway {
             .and_then(|v| v.trim().parse::<u64>().ok());
         if let RouteTarget::Uploads(upload) = &route.target {
             // The route's own limits (checked while streaming) replace server.max_body_size.
-            ctx.body = BodyLimit::new(
-                upload
-                    .max_file_size
-                    .saturating_add(64 << 10)
-                    .saturating_mul(upload.max_files as u64)
-                    .saturating_add(1 << 20),
-            );
+            ctx.body = BodyLimit::new(upload.max_request_body());
         }
         ctx.body.check_declared(declared)?;
 
@@ -818,6 +812,39 @@ impl Gateway {
     }
 }
 
+/// Whether the client reached postern over TLS.
+fn is_tls(session: &Session) -> bool {
+    session
+        .digest()
+        .is_some_and(|digest| digest.ssl_digest.is_some())
+}
+
+/// The `https://` URL of a plain-HTTP request: same host and path, the TLS listener's port.
+fn https_location(req: &pingora::http::RequestHeader, port: u16) -> Option<String> {
+    let host = headers::request_host(req)?;
+    // Only a host name or address may go into the URL (no userinfo, path or spaces).
+    if host.is_empty() || host.contains(['/', '@', ' ', '\\', '?', '#']) {
+        return None;
+    }
+    let bare = match host.rsplit_once(':') {
+        Some((name, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!name.contains(':') || name.ends_with(']')) =>
+        {
+            name
+        }
+        _ => host,
+    };
+    let port = if port == 443 {
+        String::new()
+    } else {
+        format!(":{port}")
+    };
+    let path = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    Some(format!("https://{bare}{port}{path}"))
+}
+
 fn upstream_error_kind(etype: &ErrorType) -> &'static str {
     match etype {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
@@ -935,6 +962,27 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
+        if let Some(port) = self.settings.server.https_redirect
+            && !is_tls(session)
+        {
+            return match https_location(session.req_header(), port) {
+                Some(location) => {
+                    respond::send(
+                        session,
+                        http::StatusCode::PERMANENT_REDIRECT,
+                        "text/plain; charset=utf-8",
+                        Bytes::new(),
+                        &[(header::LOCATION, location)],
+                    )
+                    .await?;
+                    Ok(true)
+                }
+                None => {
+                    let err = GatewayError::BadRequest("the request names no host");
+                    self.answer(session, ctx, err).await
+                }
+            };
+        }
         if let Err(err) = self.route_request(session, ctx) {
             return self.answer(session, ctx, err).await;
         }
@@ -1156,7 +1204,7 @@ impl ProxyHttp for Gateway {
             peer: Self::peer_ip(session),
             client: ctx.client,
             trusted: ctx.peer_trusted,
-            scheme: "http",
+            scheme: if is_tls(session) { "https" } else { "http" },
             host: host.as_deref(),
         };
         headers::set_forwarded(upstream_request, &forwarded)?;
@@ -1191,6 +1239,11 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if let Some(hsts) = &self.settings.server.hsts
+            && is_tls(session)
+        {
+            upstream_response.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts.as_str())?;
+        }
         if let Some(asset) = &mut ctx.asset {
             let html = respond::wants_html(session);
             return self
