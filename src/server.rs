@@ -207,12 +207,13 @@ pub fn server_conf(settings: &Settings, options: ServeOptions) -> ServerConf {
         error_log: s.error_log.as_deref().map(path),
         grace_period_seconds: Some(s.shutdown_grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.as_secs()),
-        // Pingora makes at most this many attempts per request, whatever the route: one at
-        // least (S3 streams need it even without upstreams), two for object stores.
+        // Pingora's `max_retries` counts attempts, the first included: an upstream's `retries`
+        // are retries after the first attempt. One attempt at least (S3 streams need it even
+        // without upstreams), two for object stores (a stale pooled connection).
         max_retries: settings
             .upstreams
             .iter()
-            .map(|u| u.retries)
+            .map(|u| u.retries.saturating_add(1))
             .chain(
                 settings
                     .stores

@@ -617,3 +617,67 @@ access = "public"
     );
     assert_eq!(app.hits(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_count_after_the_first_attempt() {
+    let live = Upstream::start("live").await;
+    let dead = dead_address();
+    let config = |retries: u32| {
+        format!(
+            r#"{}
+[upstreams.pool]
+backends = ["${{DEAD}}", "${{LIVE}}"]
+fail_timeout = "0s"
+retries = {retries}
+
+[upstreams.single]
+backends = ["${{DEAD}}"]
+retries = {retries}
+
+[[routes]]
+name = "single"
+path = "/single/"
+upstream = "single"
+access = "public"
+
+[[routes]]
+name = "pool"
+path = "/"
+upstream = "pool"
+access = "public"
+"#,
+            base_config("")
+        )
+    };
+    let vars = [("DEAD", dead.clone()), ("LIVE", live.url())];
+    let c = client();
+    // Without retries, the requests that start at the dead backend fail.
+    let p = Postern::start(&config(0), &vars);
+    let mut failed = 0;
+    for _ in 0..4 {
+        if c.post(p.url("/x")).send().await.unwrap().status() == 502 {
+            failed += 1;
+        }
+    }
+    assert_eq!(
+        failed, 2,
+        "round-robin starts half of them at the dead backend"
+    );
+    drop(p);
+    // retries = 1: one more attempt, on the other backend (a POST too: nothing was sent).
+    let p = Postern::start(&config(1), &vars);
+    for i in 0..4 {
+        let r = c.post(p.url("/x")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+    }
+    // With one backend, the retries go to it: three connection attempts for retries = 2.
+    drop(p);
+    let p = Postern::start(&config(2), &vars);
+    let r = c.get(p.url("/single/x")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let metrics = p.metrics().await;
+    assert!(
+        metrics.contains(r#"postern_upstream_errors_total{kind="connect",route="single"} 3"#),
+        "{metrics}"
+    );
+}

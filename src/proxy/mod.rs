@@ -1131,7 +1131,8 @@ impl ProxyHttp for Gateway {
             ));
         };
         ctx.attempts += 1;
-        if selected.backend < 64 {
+        // With one backend, a retry goes to it again; with several, to one not tried yet.
+        if selected.backend < 64 && pool.backends.len() > 1 {
             ctx.tried_backends |= 1 << selected.backend;
         }
         ctx.current_backend = Some(selected.backend);
@@ -1168,9 +1169,11 @@ impl ProxyHttp for Gateway {
         if let Some(backend) = ctx.current_backend {
             pool.mark_failed(backend);
         }
-        // Nothing reached the upstream, so trying another backend is safe for any method.
-        let untried = pool.backends.len() > ctx.tried_backends.count_ones() as usize;
-        e.set_retry(ctx.attempts <= pool.settings.retries && untried);
+        // Nothing reached the upstream, so another attempt is safe for any method: on another
+        // backend while one is left untried, or on the only one there is.
+        let another = pool.backends.len() == 1
+            || pool.backends.len() > ctx.tried_backends.count_ones() as usize;
+        e.set_retry(ctx.attempts <= pool.settings.retries && another);
         e
     }
 
