@@ -397,12 +397,12 @@ pub fn build_server_with_clock(
         app.h2_options = Some(first.h2_options());
     }
     server.add_service(proxy);
-    if !tls_listeners.is_empty() {
-        server.add_service(background_service(
-            "tls certificates",
-            CertificateReloader::new(&tls_listeners, metrics.clone(), clock.clone()),
-        ));
-    }
+    // Also without TLS listeners: SIGHUP is then a no-op instead of its default, which ends
+    // the process.
+    server.add_service(background_service(
+        "tls certificates",
+        CertificateReloader::new(&tls_listeners, metrics.clone(), clock.clone()),
+    ));
 
     let mut ops = Service::new(
         "postern ops".to_string(),

@@ -1,5 +1,5 @@
 //! TLS at the edge: listeners with one or more certificates chosen by SNI, TLS 1.2+ with
-//! Mozilla's "intermediate" ciphers, HTTP/2 by ALPN, optional client certificates, and
+//! Mozilla's "intermediate" ciphers, HTTP/2 by ALPN, required client certificates (mTLS), and
 //! certificates reloaded on SIGHUP without dropping a connection (a broken replacement is
 //! refused and the old certificate keeps serving).
 
@@ -29,8 +29,6 @@ pub enum MinVersion {
 pub enum ClientAuth {
     /// Client certificates are not asked for.
     Off,
-    /// Asked for and verified when sent.
-    Optional,
     /// A verified client certificate is required to connect.
     Required,
 }
@@ -118,6 +116,13 @@ impl Certificate {
                 format!("is not the key of {}", files.cert.display()),
             ));
         }
+        let not_before = unix_time(leaf.not_before()).map_err(|e| invalid(&files.cert, e))?;
+        if not_before > now {
+            return Err(invalid(
+                &files.cert,
+                format!("is not valid before {}", leaf.not_before()),
+            ));
+        }
         let not_after = unix_time(leaf.not_after()).map_err(|e| invalid(&files.cert, e))?;
         if not_after <= now {
             return Err(invalid(
@@ -145,7 +150,7 @@ impl Certificate {
 
     /// Whether this certificate's names cover `host` (exactly, or one label under a wildcard).
     pub fn serves(&self, host: &str) -> bool {
-        let host = host.to_ascii_lowercase();
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.hosts.iter().any(|name| match name.strip_prefix("*.") {
             Some(suffix) => host
                 .split_once('.')
@@ -241,17 +246,23 @@ impl LiveListener {
         if self.settings.http2 {
             tls.enable_h2();
         }
-        if let Some(ca) = &self.settings.client_ca {
-            tls.set_ca_file(ca).map_err(|e| TlsError::Invalid {
+        // Resumed sessions must come from this listener (OpenSSL refuses to resume a verified
+        // session without an id context).
+        tls.set_session_id_context(format!("postern {}", self.settings.listen).as_bytes())
+            .map_err(|e| setup(&e))?;
+        if let Some(ca) = &self.settings.client_ca
+            && self.settings.client_auth == ClientAuth::Required
+        {
+            let invalid = |e: openssl::error::ErrorStack| TlsError::Invalid {
                 path: ca.display().to_string(),
                 reason: format!("not a PEM CA bundle: {e}"),
-            })?;
-            let mode = match self.settings.client_auth {
-                ClientAuth::Required => SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
-                ClientAuth::Optional => SslVerifyMode::PEER,
-                ClientAuth::Off => SslVerifyMode::NONE,
             };
-            tls.set_verify(mode);
+            tls.set_ca_file(ca).map_err(invalid)?;
+            // Tells clients (browsers) which certificates the server takes.
+            tls.set_client_ca_list(
+                openssl::x509::X509Name::load_client_ca_file(ca).map_err(invalid)?,
+            );
+            tls.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
         }
         Ok(tls)
     }
@@ -309,7 +320,8 @@ impl CertificateReloader {
         }
     }
 
-    /// Loads every listener's files again; how many listeners took new certificates.
+    /// Loads every listener's files again; how many listeners took new certificates. (Without
+    /// TLS listeners it still runs: SIGHUP must not stop the process by its default action.)
     pub fn reload(&self) -> usize {
         let mut reloaded = 0;
         for (listen, live, files) in &self.listeners {

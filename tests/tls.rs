@@ -340,7 +340,8 @@ async fn sni_picks_the_certificate_and_old_tls_is_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_certificates_are_required_when_configured() {
-    let e = edge(false, true).await;
+    // Client certificates need the plain listener to redirect (else it would serve without).
+    let e = edge(true, true).await;
     let tls = e.tls_addr;
     let refused = tokio::task::spawn_blocking(move || handshake(tls, "a.test", None, None, true))
         .await
@@ -388,6 +389,13 @@ async fn plain_http_is_redirected_to_https() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // ACME http-01 challenges stay on plain HTTP (here they reach the app).
+    let r = common::http_client()
+        .get(e.pg.url("/.well-known/acme-challenge/token123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let client = https_client(e.tls_addr, &[&e.server_ca.0]);
     let r = client
         .get(format!("https://a.test:{}/page", e.tls_addr.port()))

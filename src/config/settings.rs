@@ -48,12 +48,23 @@ pub struct ImageSettings {
 
 impl Settings {
     pub fn summary(&self) -> String {
+        let tls: Vec<String> = self
+            .server
+            .tls
+            .iter()
+            .map(|t| t.listen.to_string())
+            .collect();
         format!(
-            "{} route(s), {} upstream(s), {} store(s); listening on {}, ops on {}",
+            "{} route(s), {} upstream(s), {} store(s); listening on {}{}, ops on {}",
             self.routes.len(),
             self.upstreams.len(),
             self.stores.len(),
             self.server.listen,
+            if tls.is_empty() {
+                String::new()
+            } else {
+                format!(" and TLS on {}", tls.join(", "))
+            },
             self.ops.listen
         )
     }

@@ -107,9 +107,8 @@ pub(super) fn tls_listeners(c: &mut Checker, sections: &[TlsSection]) -> Vec<Tls
         }
         let client_auth = match (s.client_auth.as_deref(), &client_ca) {
             (None, None) => ClientAuth::Off,
-            (None, Some(_)) | (Some("required"), Some(_)) => ClientAuth::Required,
-            (Some("optional"), Some(_)) => ClientAuth::Optional,
-            (Some("required" | "optional"), None) => {
+            (None | Some("required"), Some(_)) => ClientAuth::Required,
+            (Some("required"), None) => {
                 c.report(
                     at("client_auth"),
                     "needs client_ca, the CA that signs client certificates",
@@ -119,7 +118,9 @@ pub(super) fn tls_listeners(c: &mut Checker, sections: &[TlsSection]) -> Vec<Tls
             (Some(other), _) => {
                 c.report(
                     at("client_auth"),
-                    format!("{other:?} is not one of \"required\", \"optional\""),
+                    format!(
+                        "{other:?} is not \"required\" (an optional certificate would prove nothing here)"
+                    ),
                 );
                 ClientAuth::Off
             }
@@ -146,6 +147,19 @@ pub(super) fn tls_listeners(c: &mut Checker, sections: &[TlsSection]) -> Vec<Tls
             h2_max_concurrent_streams,
             h2_max_header_list_size: u32::try_from(h2_max_header_list_size).unwrap_or(u32::MAX),
         });
+    }
+    // Client certificates guard nothing while another listener serves the same routes without.
+    if listeners
+        .iter()
+        .any(|l| l.client_auth == ClientAuth::Required)
+        && listeners
+            .iter()
+            .any(|l| l.client_auth != ClientAuth::Required)
+    {
+        c.report(
+            "server.tls",
+            "client certificates are required on some TLS listeners but not all: the others would serve the same routes without",
+        );
     }
     listeners
 }

@@ -18,6 +18,8 @@ use crate::policy::{CorsOrigins, CorsRule, OriginPattern, RefererRule};
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_OPS_LISTEN: &str = "127.0.0.1:9090";
 const DEFAULT_DATA_DIR: &str = "./data";
+/// The most retries an upstream may make per request.
+const MAX_RETRIES: usize = 10;
 
 pub(super) struct Checker {
     problems: Vec<Problem>,
@@ -318,6 +320,16 @@ fn server_settings(c: &mut Checker, file: &FileConfig) -> ServerSettings {
     );
 
     let tls = super::tls::tls_listeners(c, &s.tls);
+    if tls
+        .iter()
+        .any(|l| l.client_auth == crate::tls::ClientAuth::Required)
+        && !s.https_redirect.unwrap_or(false)
+    {
+        c.report(
+            "server.https_redirect",
+            "must be true with client certificates: the plain listener would serve every route without one",
+        );
+    }
     let https_redirect = match (s.https_redirect.unwrap_or(false), tls.first()) {
         (false, _) => None,
         (true, Some(first)) => Some(first.listen.port()),
@@ -737,7 +749,16 @@ fn upstream_settings(c: &mut Checker, name: &str, u: &UpstreamSection) -> Upstre
         tls_verify: u.tls_verify.unwrap_or(true),
         sni: u.sni.clone(),
         preserve_host: u.preserve_host.unwrap_or(true),
-        retries: u.retries.unwrap_or(1),
+        retries: {
+            let retries = u.retries.unwrap_or(1);
+            if retries > MAX_RETRIES {
+                c.report(
+                    at("retries"),
+                    format!("at most {MAX_RETRIES} (each is another connection attempt within one request)"),
+                );
+            }
+            retries.min(MAX_RETRIES)
+        },
         fail_timeout: c.duration(&at("fail_timeout"), u.fail_timeout.as_ref(), secs(10)),
         resolve_interval: c.duration(
             &at("resolve_interval"),

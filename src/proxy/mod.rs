@@ -797,6 +797,19 @@ impl Gateway {
             .map_err(|_| GatewayError::Internal)
     }
 
+    /// A trusted proxy in front terminated TLS and says so (`X-Forwarded-Proto: https`): no
+    /// redirect to HTTPS, which would loop.
+    fn reached_over_https(&self, session: &Session) -> bool {
+        let peer = Self::peer_ip(session).map(|ip| ip.to_canonical());
+        headers::is_trusted(peer, &self.settings.server.trusted_proxies)
+            && session
+                .req_header()
+                .headers
+                .get(&headers::X_FORWARDED_PROTO)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+    }
+
     fn peer_ip(session: &Session) -> Option<IpAddr> {
         session
             .client_addr()
@@ -811,6 +824,9 @@ impl Gateway {
             .inc();
     }
 }
+
+/// ACME http-01 challenges are answered over plain HTTP (certificate authorities fetch them there).
+const ACME_CHALLENGES: &str = "/.well-known/acme-challenge/";
 
 /// Whether the client reached postern over TLS.
 fn is_tls(session: &Session) -> bool {
@@ -964,6 +980,8 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         if let Some(port) = self.settings.server.https_redirect
             && !is_tls(session)
+            && !self.reached_over_https(session)
+            && !session.req_header().uri.path().starts_with(ACME_CHALLENGES)
         {
             return match https_location(session.req_header(), port) {
                 Some(location) => {
@@ -1197,12 +1215,8 @@ impl ProxyHttp for Gateway {
             session.is_upgrade_req() && headers::is_websocket_upgrade(session.req_header());
         headers::strip_hop_by_hop_request(upstream_request, websocket);
 
-        let host = session
-            .req_header()
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned);
+        // HTTP/2 requests carry the host as `:authority`, often without `Host`.
+        let host = headers::request_host(session.req_header()).map(str::to_owned);
         let forwarded = headers::ForwardedFor {
             peer: Self::peer_ip(session),
             client: ctx.client,
@@ -1242,24 +1256,24 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if let Some(asset) = &mut ctx.asset {
+            let html = respond::wants_html(session);
+            self.assets
+                .s3_response(asset, upstream_response, html, &ctx.cors_headers)?;
+        } else {
+            headers::strip_hop_by_hop_response(upstream_response);
+            for (name, value) in &ctx.cors_headers {
+                if *name == "vary" {
+                    upstream_response.append_header(*name, value.as_str())?;
+                } else {
+                    upstream_response.insert_header(*name, value.as_str())?;
+                }
+            }
+        }
         if let Some(hsts) = &self.settings.server.hsts
             && is_tls(session)
         {
             upstream_response.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts.as_str())?;
-        }
-        if let Some(asset) = &mut ctx.asset {
-            let html = respond::wants_html(session);
-            return self
-                .assets
-                .s3_response(asset, upstream_response, html, &ctx.cors_headers);
-        }
-        headers::strip_hop_by_hop_response(upstream_response);
-        for (name, value) in &ctx.cors_headers {
-            if *name == "vary" {
-                upstream_response.append_header(*name, value.as_str())?;
-            } else {
-                upstream_response.insert_header(*name, value.as_str())?;
-            }
         }
         Ok(())
     }

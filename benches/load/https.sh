@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# HTTPS comparison: postern and nginx terminating TLS with the same certificate in front of the
+# same upstream, driven by wrk over TLS (HTTP/1.1, keep-alive) on this machine in one run.
+# Prints requests/s, p99 latency and the ratio postern/nginx.
+#
+#   benches/load/https.sh                    # defaults: 10s per run, 64 connections, 2 rounds
+#   DURATION=30s CONNECTIONS=128 benches/load/https.sh
+#
+# Needs nginx, wrk and openssl (installed from Debian's packages when missing and running as root).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-64}"
+WRK_THREADS="${WRK_THREADS:-2}"
+ROUNDS="${ROUNDS:-2}"
+
+. benches/load/common.sh
+need openssl openssl
+
+echo "building postern (release)..." >&2
+cargo build --release --quiet --bin postern
+POSTERN="$CARGO_TARGET_DIR/release/postern"
+
+UP=$(port); NGX=$(port); PST=$(port); OPS=$(port); TLS=$(port)
+cores=$(nproc)
+
+# One certificate for both: RSA 2048, as most deployments still serve.
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+mkdir -p "$work/up" "$work/ngx"
+cat > "$work/up/nginx.conf" <<CONF
+worker_processes 1;
+error_log $work/up/error.log;
+pid $work/up/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$UP;
+        keepalive_requests 100000;
+        location / { default_type text/plain; return 200 "hello from the upstream app\n"; }
+    }
+}
+CONF
+cat > "$work/ngx/nginx.conf" <<CONF
+worker_processes $cores;
+error_log $work/ngx/error.log;
+pid $work/ngx/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    upstream app { server 127.0.0.1:$UP; keepalive 128; }
+    server {
+        listen 127.0.0.1:$NGX ssl http2;
+        ssl_certificate $work/cert.pem;
+        ssl_certificate_key $work/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        keepalive_requests 1000;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+        }
+    }
+}
+CONF
+{ postern_base_config; cat; } > "$work/postern.toml" <<CONF
+[[server.tls]]
+listen = "127.0.0.1:$TLS"
+certificates = [{ cert = "$work/cert.pem", key = "$work/key.pem" }]
+[upstreams.app]
+backends = ["http://127.0.0.1:$UP"]
+[[routes]]
+name = "app"
+path = "/"
+upstream = "app"
+access = "public"
+CONF
+
+nginx -p "$work/up" -c "$work/up/nginx.conf" -g 'daemon off;' & pids+=($!)
+nginx -p "$work/ngx" -c "$work/ngx/nginx.conf" -g 'daemon off;' & pids+=($!)
+"$POSTERN" serve -c "$work/postern.toml" 2>"$work/postern.log" & pids+=($!)
+wait_port "$UP"; wait_port "$NGX"; wait_port "$TLS"
+
+curl -fsSk "https://localhost:$TLS/check" >/dev/null
+curl -fsSk "https://localhost:$NGX/check" >/dev/null
+
+measure() {
+    local out rps p99
+    out="$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "https://localhost:$1/bench")"
+    rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+    p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
+    errors="$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')"
+    echo "$rps $p99 ${errors:-none}"
+}
+to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } else print v }'; }
+
+echo "warming up..." >&2
+wrk -t1 -c16 -d2s "https://localhost:$TLS/warm" >/dev/null
+wrk -t1 -c16 -d2s "https://localhost:$NGX/warm" >/dev/null
+
+best_p=0; best_n=0; p99_p=""; p99_n=""
+for round in $(seq 1 "$ROUNDS"); do
+    read -r rps p99 err <<<"$(measure "$NGX")"
+    echo "round $round nginx (TLS):   ${rps} req/s  p99 ${p99}  errors: ${err}" >&2
+    if awk -v a="$rps" -v b="$best_n" 'BEGIN{exit !(a>b)}'; then best_n=$rps; p99_n=$p99; fi
+    read -r rps p99 err <<<"$(measure "$TLS")"
+    echo "round $round postern (TLS): ${rps} req/s  p99 ${p99}  errors: ${err}" >&2
+    if awk -v a="$rps" -v b="$best_p" 'BEGIN{exit !(a>b)}'; then best_p=$rps; p99_p=$p99; fi
+done
+
+echo
+echo "HTTPS reverse proxy (TLS terminated by the proxy, wrk over TLS with keep-alive), $CONNECTIONS connections, $DURATION per run, best of $ROUNDS, $cores cores shared by load generator, proxy and upstream"
+printf '%-14s %14s %10s\n' "proxy" "requests/s" "p99 ms"
+printf '%-14s %14.0f %10.2f\n' "nginx" "$best_n" "$(to_ms "$p99_n")"
+printf '%-14s %14.0f %10.2f\n' "postern" "$best_p" "$(to_ms "$p99_p")"
+awk -v p="$best_p" -v n="$best_n" 'BEGIN { printf "ratio postern/nginx (requests/s): %.2f\n", p/n }'
