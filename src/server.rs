@@ -332,6 +332,7 @@ pub fn build_server_with_clock(
             store: store.clone(),
             metrics: metrics.clone(),
             body_timeout: settings.server.client_timeout,
+            trusted_proxies: settings.server.trusted_proxies.clone(),
             admin: Admin {
                 store: store.clone(),
                 sessions: sessions.clone(),

@@ -549,3 +549,90 @@ upstream = "app"
     assert!(text.contains("wrong.key: is not the key of"), "{text}");
     assert!(text.contains("expired.crt: expired on"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_cookies_follow_the_scheme() {
+    let app = Upstream::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let server_ca = certificate("servers", &[], None, true, (-1, 30));
+    let (a, a_key) = certificate(
+        "a.test",
+        &["a.test"],
+        Some((&server_ca.0, &server_ca.1)),
+        false,
+        (-1, 30),
+    );
+    write_pair(dir.path(), "a", &a, &a_key);
+    let tls_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = format!(
+        r#"{}
+[[server.tls]]
+listen = "{tls_addr}"
+certificates = [{{ cert = "{d}/a.crt", key = "{d}/a.key" }}]
+
+[sessions]
+secure_cookies = "auto"
+cache_ttl = "0"
+{}"#,
+        base_config(""),
+        common::builtin_and_app_routes(),
+        d = dir.path().display(),
+    );
+    let pg = Postern::start(&config, &[("APP", app.url())]);
+    pg.add_user("ann", "correct horse battery", &[]).await;
+    let login = serde_json::json!({"username": "ann", "password": "correct horse battery"});
+    let tls_client = https_client(tls_addr, &[&server_ca.0]);
+    let over_tls = tls_client
+        .post(format!("https://a.test:{}/_postern/login", tls_addr.port()))
+        .json(&login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over_tls.status(), 200);
+    let cookie = over_tls.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with("__Host-postern="), "{cookie}");
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let over_http = common::http_client()
+        .post(pg.url("/_postern/login"))
+        .json(&login)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over_http.status(), 200);
+    let plain = over_http.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(plain.starts_with("postern_session="), "{plain}");
+    assert!(!plain.contains("Secure"), "{plain}");
+    // Each cookie opens its own scheme, and neither reaches the app.
+    let value = |c: &str| c.split(';').next().unwrap().to_string();
+    let r = tls_client
+        .get(format!("https://a.test:{}/page", tls_addr.port()))
+        .header("cookie", value(&cookie))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let echo: Value = r.json().await.unwrap();
+    assert!(common::echoed_header(&echo, "cookie").is_empty(), "{echo}");
+    let r = common::http_client()
+        .get(pg.url("/page"))
+        .header("cookie", value(&plain))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The secure cookie sent over plain HTTP opens nothing.
+    let r = common::http_client()
+        .get(pg.url("/page"))
+        .header("cookie", value(&cookie))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

@@ -308,30 +308,25 @@ impl Sessions {
         }
     }
 
-    /// `Set-Cookie` value carrying a new session.
-    pub fn cookie(&self, token: &str) -> String {
+    /// `Set-Cookie` value carrying a new session, for a request that did (`secure_request`) or
+    /// did not come over TLS.
+    pub fn cookie(&self, token: &str, secure_request: bool) -> String {
+        let names = self.settings.cookies(secure_request);
         format!(
             "{}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{}",
-            self.settings.cookie_name,
+            names.session,
             self.settings.absolute_timeout.as_secs(),
-            if self.settings.secure_cookies {
-                "; Secure"
-            } else {
-                ""
-            }
+            if names.secure { "; Secure" } else { "" }
         )
     }
 
     /// `Set-Cookie` value that removes the session cookie.
-    pub fn clearing_cookie(&self) -> String {
+    pub fn clearing_cookie(&self, secure_request: bool) -> String {
+        let names = self.settings.cookies(secure_request);
         format!(
             "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",
-            self.settings.cookie_name,
-            if self.settings.secure_cookies {
-                "; Secure"
-            } else {
-                ""
-            }
+            names.session,
+            if names.secure { "; Secure" } else { "" }
         )
     }
 }

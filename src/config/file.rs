@@ -241,7 +241,8 @@ pub struct LockoutSection {
 #[serde(deny_unknown_fields)]
 pub struct SessionsSection {
     pub cookie_name: Option<String>,
-    pub secure_cookies: Option<bool>,
+    /// `true`, `false` or `"auto"`; read by `validate`.
+    pub secure_cookies: Option<toml::Value>,
     pub idle_timeout: Option<String>,
     pub absolute_timeout: Option<String>,
     pub cache_ttl: Option<String>,

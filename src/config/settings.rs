@@ -175,18 +175,76 @@ pub struct LockoutSettings {
     pub login_rate_per_minute: u32,
 }
 
+/// Whether postern's cookies are `Secure` (and `__Host-` prefixed by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieSecurity {
+    Always,
+    Never,
+    /// Secure on requests that came over TLS (to postern, or to a trusted proxy that says so).
+    Auto,
+}
+
+/// The cookie names and flag for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct CookieNames<'a> {
+    pub session: &'a str,
+    pub csrf: &'a str,
+    pub secure: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
+    /// The session cookie over secure requests (or always, with `Always`).
     pub cookie_name: String,
     /// The login form's double-submit cookie: `__Host-` prefixed when cookies are secure.
     pub csrf_cookie_name: String,
-    pub secure_cookies: bool,
+    /// The names over plain HTTP with `Auto` (`Never`: the only names).
+    pub plain_cookie_name: String,
+    pub plain_csrf_cookie_name: String,
+    pub cookie_security: CookieSecurity,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
     pub cache_ttl: Duration,
     pub touch_interval: Duration,
     /// Hosts (lower case) that `return_to` may point at besides same-site paths.
     pub return_to_hosts: Vec<String>,
+}
+
+impl SessionSettings {
+    /// The cookies of a request that did (`secure_request`) or did not come over TLS.
+    pub fn cookies(&self, secure_request: bool) -> CookieNames<'_> {
+        let secure = match self.cookie_security {
+            CookieSecurity::Always => true,
+            CookieSecurity::Never => false,
+            CookieSecurity::Auto => secure_request,
+        };
+        if secure {
+            CookieNames {
+                session: &self.cookie_name,
+                csrf: &self.csrf_cookie_name,
+                secure,
+            }
+        } else {
+            CookieNames {
+                session: &self.plain_cookie_name,
+                csrf: &self.plain_csrf_cookie_name,
+                secure,
+            }
+        }
+    }
+
+    /// Every name postern's cookies may have (removed from what the app receives).
+    pub fn all_cookie_names(&self) -> Vec<String> {
+        let mut names = vec![
+            self.cookie_name.clone(),
+            self.csrf_cookie_name.clone(),
+            self.plain_cookie_name.clone(),
+            self.plain_csrf_cookie_name.clone(),
+        ];
+        names.sort();
+        names.dedup();
+        names
+    }
 }
 
 #[derive(Debug, Clone)]

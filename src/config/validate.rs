@@ -577,7 +577,19 @@ fn lockout_settings(c: &mut Checker, file: &FileConfig) -> LockoutSettings {
 
 fn session_settings(c: &mut Checker, file: &FileConfig) -> SessionSettings {
     let s = &file.sessions;
-    let secure_cookies = s.secure_cookies.unwrap_or(true);
+    let cookie_security = match &s.secure_cookies {
+        None | Some(toml::Value::Boolean(true)) => CookieSecurity::Always,
+        Some(toml::Value::Boolean(false)) => CookieSecurity::Never,
+        Some(toml::Value::String(text)) if text == "auto" => CookieSecurity::Auto,
+        Some(other) => {
+            c.report(
+                "sessions.secure_cookies",
+                format!("{other} is not one of true, false, \"auto\""),
+            );
+            CookieSecurity::Always
+        }
+    };
+    let secure_cookies = cookie_security != CookieSecurity::Never;
     let cookie_name = s.cookie_name.clone().unwrap_or_else(|| {
         if secure_cookies {
             "__Host-postern".to_string()
@@ -585,6 +597,20 @@ fn session_settings(c: &mut Checker, file: &FileConfig) -> SessionSettings {
             "postern_session".to_string()
         }
     });
+    let plain_cookie_name = match (&s.cookie_name, cookie_security) {
+        (_, CookieSecurity::Always) => cookie_name.clone(),
+        (Some(name), _) => name.clone(),
+        (None, _) => "postern_session".to_string(),
+    };
+    if cookie_security == CookieSecurity::Auto
+        && cookie_name.starts_with("__Host-")
+        && s.cookie_name.is_some()
+    {
+        c.report(
+            "sessions.cookie_name",
+            "with secure_cookies = \"auto\" the name serves plain HTTP too, where a __Host- cookie cannot be set: leave it out or drop the prefix",
+        );
+    }
     let valid_name = !cookie_name.is_empty()
         && cookie_name
             .bytes()
@@ -653,10 +679,17 @@ fn session_settings(c: &mut Checker, file: &FileConfig) -> SessionSettings {
         "postern_csrf"
     }
     .to_string();
+    let plain_csrf_cookie_name = if cookie_security == CookieSecurity::Always {
+        csrf_cookie_name.clone()
+    } else {
+        "postern_csrf".to_string()
+    };
     SessionSettings {
         cookie_name,
         csrf_cookie_name,
-        secure_cookies,
+        plain_cookie_name,
+        plain_csrf_cookie_name,
+        cookie_security,
         idle_timeout,
         absolute_timeout,
         cache_ttl,

@@ -402,10 +402,7 @@ impl Builtin {
                 // Whoever chose the first password with the mailed token is that user: sign
                 // them in, as after a login.
                 let cookies = if password_set {
-                    vec![
-                        self.start_session(&user, &caller, Self::user_agent(session))
-                            .await?,
-                    ]
+                    vec![self.start_session(session, &user, &caller).await?]
                 } else {
                     vec![]
                 };
@@ -766,10 +763,7 @@ impl Builtin {
         let cookies = if caller.via_bearer {
             vec![]
         } else {
-            vec![
-                self.start_session(&user, &caller, Self::user_agent(session))
-                    .await?,
-            ]
+            vec![self.start_session(session, &user, &caller).await?]
         };
         if input.from_form {
             return self.see_other(session, return_to, cookies).await;

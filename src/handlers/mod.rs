@@ -126,6 +126,8 @@ pub struct Builtin {
     pub metrics: Arc<Metrics>,
     /// How long reading a request body may take.
     pub body_timeout: Duration,
+    /// `server.trusted_proxies`: whose `X-Forwarded-Proto: https` makes a request secure.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub admin: admin::Admin,
     pub lifecycle: Arc<Lifecycle>,
 }
@@ -224,7 +226,7 @@ impl Builtin {
                 // The form's CSRF field is checked against the cookie when the body is read.
                 same_site::check_origin(req, caller.origin_allowed)?;
             } else {
-                same_site::check(req, self.csrf_cookie_name(), caller.origin_allowed)?;
+                same_site::check(req, self.csrf_cookie_name(session), caller.origin_allowed)?;
             }
         }
         match (endpoint, method) {
@@ -268,34 +270,38 @@ impl Builtin {
         }
     }
 
-    fn csrf_cookie_name(&self) -> &str {
-        &self.sessions.settings().csrf_cookie_name
+    /// postern's cookie names for this request (they follow the scheme with `"auto"`).
+    fn cookies(&self, session: &Session) -> crate::config::CookieNames<'_> {
+        self.sessions
+            .settings()
+            .cookies(crate::proxy::secure_request(session, &self.trusted_proxies))
+    }
+
+    fn csrf_cookie_name(&self, session: &Session) -> &str {
+        self.cookies(session).csrf
     }
 
     /// The double-submit cookie: `__Host-` prefixed (so Path=/, Secure, no Domain) when cookies
     /// are secure, so that a sibling subdomain cannot plant one.
-    fn csrf_cookie(&self, value: &str) -> String {
+    fn csrf_cookie(&self, session: &Session, value: &str) -> String {
+        let names = self.cookies(session);
         format!(
             "{}={value}; Path=/; HttpOnly; SameSite=Strict{}",
-            self.csrf_cookie_name(),
-            if self.sessions.settings().secure_cookies {
-                "; Secure"
-            } else {
-                ""
-            }
+            names.csrf,
+            if names.secure { "; Secure" } else { "" }
         )
     }
 
     /// The page's CSRF token: the cookie's when the browser has one, else a new one to set.
     fn page_csrf(&self, session: &Session) -> (String, Option<String>) {
-        let existing = headers::cookie_value(session.req_header(), self.csrf_cookie_name())
+        let existing = headers::cookie_value(session.req_header(), self.csrf_cookie_name(session))
             .filter(|v| v.len() == 43)
             .map(str::to_owned);
         match existing {
             Some(token) => (token, None),
             None => {
                 let token = random_token();
-                let cookie = self.csrf_cookie(&token);
+                let cookie = self.csrf_cookie(session, &token);
                 (token, Some(cookie))
             }
         }
@@ -411,8 +417,8 @@ impl Builtin {
         let fields: HashMap<String, String> = form_urlencoded::parse(&body)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        let cookie =
-            headers::cookie_value(session.req_header(), self.csrf_cookie_name()).unwrap_or("");
+        let cookie = headers::cookie_value(session.req_header(), self.csrf_cookie_name(session))
+            .unwrap_or("");
         let sent = fields.get("csrf").map(String::as_str).unwrap_or("");
         if cookie.is_empty() || !constant_time_eq(cookie.as_bytes(), sent.as_bytes()) {
             return Err(GatewayError::CsrfFailed);
@@ -607,9 +613,7 @@ impl Builtin {
             }
             Err(err) => return Err(err),
         };
-        let cookie = self
-            .start_session(&user, &caller, user_agent.clone())
-            .await?;
+        let cookie = self.start_session(session, &user, &caller).await?;
         self.record_login(&user, &caller, session, user_agent).await;
         let expired = self.password_expired(&user);
         if creds.from_form {
@@ -636,10 +640,11 @@ impl Builtin {
     /// Replaces the caller's session (if any) with a new one for `user`; the `Set-Cookie` value.
     async fn start_session(
         &self,
+        session: &Session,
         user: &User,
         caller: &Caller,
-        user_agent: Option<String>,
     ) -> Result<String, GatewayError> {
+        let user_agent = Self::user_agent(session);
         if let Some(old) = caller.session_token.as_deref() {
             let _ = self.sessions.destroy(old).await;
         }
@@ -648,7 +653,9 @@ impl Builtin {
             .create(user, caller.ip_text(), user_agent)
             .await
             .map_err(|_| GatewayError::Unavailable("the user database"))?;
-        Ok(self.sessions.cookie(&created.token))
+        Ok(self
+            .sessions
+            .cookie(&created.token, self.cookies(session).secure))
     }
 
     /// `303 See Other` to `target`, setting cookies.
@@ -813,7 +820,10 @@ impl Builtin {
 
     async fn logout(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
         self.end_session(&caller).await?;
-        let clear = (header::SET_COOKIE, self.sessions.clearing_cookie());
+        let clear = (
+            header::SET_COOKIE,
+            self.sessions.clearing_cookie(self.cookies(session).secure),
+        );
         respond::send(
             session,
             StatusCode::NO_CONTENT,

@@ -214,7 +214,7 @@ impl Builtin {
             if req.headers.contains_key("x-stormpath-agent") {
                 same_site::check_origin(req, caller.origin_allowed)?;
             } else {
-                same_site::check(req, self.csrf_cookie_name(), caller.origin_allowed)?;
+                same_site::check(req, self.csrf_cookie_name(session), caller.origin_allowed)?;
             }
         }
         match (endpoint, method) {
@@ -389,10 +389,7 @@ impl Builtin {
             let changed = changed?;
             self.forget_user(&changed.id);
             if !caller.via_bearer && new_email.is_none() {
-                cookies.push(
-                    self.start_session(&changed, &caller, Self::user_agent(session))
-                        .await?,
-                );
+                cookies.push(self.start_session(session, &changed, &caller).await?);
             }
         }
         let update = ProfileUpdate {
@@ -427,7 +424,7 @@ impl Builtin {
             self.lifecycle
                 .send_verification(&store, &unverified)
                 .await?;
-            cookies.push(self.sessions.clearing_cookie());
+            cookies.push(self.sessions.clearing_cookie(self.cookies(session).secure));
         }
         self.forget_user(&user.id);
         let user = self.signed_in_user(&user.id).await?;
@@ -457,9 +454,7 @@ impl Builtin {
         let user = self
             .check_credentials(&creds, &caller, user_agent.clone())
             .await?;
-        let cookie = self
-            .start_session(&user, &caller, user_agent.clone())
-            .await?;
+        let cookie = self.start_session(session, &user, &caller).await?;
         self.record_login(&user, &caller, session, user_agent).await;
         let body = json!({"account": self.sp_account(&user, api).await?});
         self.sp_json(session, StatusCode::OK, body, vec![cookie])
@@ -648,7 +643,7 @@ impl Builtin {
 
     async fn sp_logout(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
         self.end_session(&caller).await?;
-        let clear = self.sessions.clearing_cookie();
+        let clear = self.sessions.clearing_cookie(self.cookies(session).secure);
         self.sp_json(session, StatusCode::OK, json!({}), vec![clear])
             .await
     }

@@ -52,8 +52,8 @@ pub struct Gateway {
     images: ImageServer,
     /// Identity headers (and the assertion header) removed from every client request.
     owned_headers: Vec<header::HeaderName>,
-    /// Cookies that are postern's alone: the session and the CSRF cookie.
-    owned_cookies: [String; 2],
+    /// Cookies that are postern's alone: the session and the CSRF cookie (under each name).
+    owned_cookies: Vec<String>,
     /// For objects served outside an asset route (signed links).
     default_inline_types: Arc<InlineTypes>,
     /// The file API of upload routes.
@@ -125,10 +125,7 @@ impl Gateway {
             .cloned()
             .collect();
         owned_headers.extend(settings.tokens.assertion_header.clone());
-        let owned_cookies = [
-            settings.sessions.cookie_name.clone(),
-            settings.sessions.csrf_cookie_name.clone(),
-        ];
+        let owned_cookies = settings.sessions.all_cookie_names();
         Self {
             owned_cookies,
             default_inline_types: Arc::new(InlineTypes::default()),
@@ -689,7 +686,7 @@ impl Gateway {
             principal,
             by_cookie: has_cookie && !ctx.bearer_consumed,
             origin_allowed: !ctx.cors_headers.is_empty(),
-            csrf_cookie: &self.settings.sessions.csrf_cookie_name,
+            csrf_cookie: self.cookies(session).csrf,
             ip: ctx.client.map(|ip| ip.to_string()),
             body_timeout: self.settings.server.client_timeout,
         };
@@ -797,17 +794,12 @@ impl Gateway {
             .map_err(|_| GatewayError::Internal)
     }
 
-    /// A trusted proxy in front terminated TLS and says so (`X-Forwarded-Proto: https`): no
-    /// redirect to HTTPS, which would loop.
-    fn reached_over_https(&self, session: &Session) -> bool {
-        let peer = Self::peer_ip(session).map(|ip| ip.to_canonical());
-        headers::is_trusted(peer, &self.settings.server.trusted_proxies)
-            && session
-                .req_header()
-                .headers
-                .get(&headers::X_FORWARDED_PROTO)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+    /// postern's cookie names for this request (they follow the scheme with `"auto"`).
+    fn cookies(&self, session: &Session) -> crate::config::CookieNames<'_> {
+        self.settings.sessions.cookies(secure_request(
+            session,
+            &self.settings.server.trusted_proxies,
+        ))
     }
 
     fn peer_ip(session: &Session) -> Option<IpAddr> {
@@ -833,6 +825,27 @@ fn is_tls(session: &Session) -> bool {
     session
         .digest()
         .is_some_and(|digest| digest.ssl_digest.is_some())
+}
+
+/// A trusted proxy in front terminated TLS and says so (`X-Forwarded-Proto: https`).
+fn forwarded_https(session: &Session, trusted: &[ipnet::IpNet]) -> bool {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_canonical());
+    headers::is_trusted(peer, trusted)
+        && session
+            .req_header()
+            .headers
+            .get(&headers::X_FORWARDED_PROTO)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+/// Whether the client's request came over TLS: to postern, or to a trusted proxy that says so.
+/// With `sessions.secure_cookies = "auto"`, it decides the cookies' `Secure` flag and names.
+pub fn secure_request(session: &Session, trusted: &[ipnet::IpNet]) -> bool {
+    is_tls(session) || forwarded_https(session, trusted)
 }
 
 /// The `https://` URL of a plain-HTTP request: same host and path, the TLS listener's port.
@@ -980,7 +993,7 @@ impl ProxyHttp for Gateway {
     ) -> pingora::Result<bool> {
         if let Some(port) = self.settings.server.https_redirect
             && !is_tls(session)
-            && !self.reached_over_https(session)
+            && !forwarded_https(session, &self.settings.server.trusted_proxies)
             && !session.req_header().uri.path().starts_with(ACME_CHALLENGES)
         {
             return match https_location(session.req_header(), port) {
@@ -1009,9 +1022,8 @@ impl ProxyHttp for Gateway {
             Ok(false) => {}
             Err(err) => return self.answer(session, ctx, err).await,
         }
-        let token =
-            headers::cookie_value(session.req_header(), &self.sessions.settings().cookie_name)
-                .map(str::to_owned);
+        let token = headers::cookie_value(session.req_header(), self.cookies(session).session)
+            .map(str::to_owned);
         let bearer = headers::bearer_token(session.req_header()).map(str::to_owned);
         let principal = match &bearer {
             Some(bearer) => match self.authenticate_bearer(bearer).await {
@@ -1225,8 +1237,8 @@ impl ProxyHttp for Gateway {
             host: host.as_deref(),
         };
         headers::set_forwarded(upstream_request, &forwarded)?;
-        let [session_cookie, csrf_cookie] = &self.owned_cookies;
-        headers::strip_cookies(upstream_request, &[session_cookie, csrf_cookie])?;
+        let owned: Vec<&str> = self.owned_cookies.iter().map(String::as_str).collect();
+        headers::strip_cookies(upstream_request, &owned)?;
         if ctx.bearer_consumed {
             upstream_request.remove_header(&header::AUTHORIZATION);
         }
