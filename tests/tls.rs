@@ -143,7 +143,7 @@ upstream = "app"
 access = "public"
 "#,
         base_config(&format!(
-            "https_redirect = {redirect}\nhsts = \"max-age=600\""
+            "https_redirect = {redirect}\nhsts = \"max-age=600\"\nhsts_hosts = [\"a.test\", \"*.b.test\"]"
         )),
         dir = dir.path().display(),
     );
@@ -246,6 +246,20 @@ async fn https_and_http2_reach_the_upstream_with_the_right_scheme() {
     assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN chose h2");
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["strict-transport-security"], "max-age=600");
+    // HSTS only for the listed hosts: *.b.test is a subdomain, not b.test itself.
+    for (host, sent) in [("www.b.test", true), ("b.test", false)] {
+        let r = client
+            .get(format!("https://{host}:{}/hello", e.tls_addr.port()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers().contains_key("strict-transport-security"),
+            sent,
+            "{host}"
+        );
+    }
     let echo: Value = r.json().await.unwrap();
     assert_eq!(common::echoed_header(&echo, "x-forwarded-proto"), ["https"]);
     // HTTP/1.1 over TLS too.

@@ -105,6 +105,9 @@ pub struct ServerSection {
     pub https_redirect: Option<bool>,
     /// `Strict-Transport-Security` on answers over TLS.
     pub hsts: Option<String>,
+    /// Only for these hosts (exact or `*.suffix`).
+    #[serde(default)]
+    pub hsts_hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -90,6 +90,8 @@ pub struct ServerSettings {
     pub https_redirect: Option<u16>,
     /// `Strict-Transport-Security` on proxied answers over TLS.
     pub hsts: Option<String>,
+    /// Only for these hosts; all when empty.
+    pub hsts_hosts: Vec<HostPattern>,
 }
 
 #[derive(Debug, Clone)]
@@ -417,6 +419,20 @@ pub enum HostPattern {
     Exact(String),
     /// `*.example.com`: stored as `.example.com`, matches any subdomain (not the apex).
     Suffix(String),
+}
+
+impl HostPattern {
+    /// Whether `host` (without a port) is this one, in any letter case.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            Self::Exact(exact) => host.eq_ignore_ascii_case(exact),
+            Self::Suffix(suffix) => {
+                host.len() > suffix.len()
+                    && host.as_bytes()[host.len() - suffix.len()..]
+                        .eq_ignore_ascii_case(suffix.as_bytes())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -356,10 +356,25 @@ fn server_settings(c: &mut Checker, file: &FileConfig) -> ServerSettings {
         }
     }
 
+    let hsts_hosts: Vec<HostPattern> = s
+        .hsts_hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            parse_host_pattern(h)
+                .map_err(|e| c.report(format!("server.hsts_hosts[{i}]"), e))
+                .ok()
+        })
+        .collect();
+    if !hsts_hosts.is_empty() && s.hsts.is_none() {
+        c.report("server.hsts_hosts", "needs server.hsts, the header to send");
+    }
+
     ServerSettings {
         tls,
         https_redirect,
         hsts: s.hsts.clone(),
+        hsts_hosts,
         listen,
         threads,
         data_dir,

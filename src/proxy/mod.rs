@@ -794,6 +794,15 @@ impl Gateway {
             .map_err(|_| GatewayError::Internal)
     }
 
+    /// Whether `server.hsts` applies to this request's host (`hsts_hosts`; all when empty).
+    fn hsts_for(&self, session: &Session) -> bool {
+        let hosts = &self.settings.server.hsts_hosts;
+        hosts.is_empty()
+            || headers::request_host(session.req_header())
+                .map(crate::routing::host_without_port)
+                .is_some_and(|host| hosts.iter().any(|pattern| pattern.matches(host)))
+    }
+
     /// postern's cookie names for this request (they follow the scheme with `"auto"`).
     fn cookies(&self, session: &Session) -> crate::config::CookieNames<'_> {
         self.settings.sessions.cookies(secure_request(
@@ -1284,6 +1293,7 @@ impl ProxyHttp for Gateway {
         }
         if let Some(hsts) = &self.settings.server.hsts
             && is_tls(session)
+            && self.hsts_for(session)
         {
             upstream_response.insert_header(header::STRICT_TRANSPORT_SECURITY, hsts.as_str())?;
         }

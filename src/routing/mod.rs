@@ -4,7 +4,7 @@ mod path;
 
 use http::Method;
 
-use crate::config::{ACCOUNT_API_ENDPOINTS, HostPattern, RouteSettings, RouteTarget};
+use crate::config::{ACCOUNT_API_ENDPOINTS, RouteSettings, RouteTarget};
 
 pub use path::{PathError, check_unambiguous, normalize_path};
 
@@ -67,15 +67,9 @@ impl Route {
     }
 
     fn matches_host(&self, host: &str) -> bool {
-        match &self.host {
-            None => true,
-            Some(HostPattern::Exact(exact)) => host.eq_ignore_ascii_case(exact),
-            Some(HostPattern::Suffix(suffix)) => {
-                host.len() > suffix.len()
-                    && host.as_bytes()[host.len() - suffix.len()..]
-                        .eq_ignore_ascii_case(suffix.as_bytes())
-            }
-        }
+        self.host
+            .as_ref()
+            .is_none_or(|pattern| pattern.matches(host))
     }
 }
 
@@ -141,7 +135,8 @@ impl RouteTable {
     }
 }
 
-fn host_without_port(host: &str) -> &str {
+/// The host of a `Host` header without its port (or IPv6 brackets) and trailing dot.
+pub fn host_without_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(h, _)| &h[1..]);
     }
