@@ -361,6 +361,14 @@ async fn client_certificates_are_required_when_configured() {
         .await
         .unwrap();
     assert!(refused.is_err(), "connected without a client certificate");
+    // With client certificates, not even ACME challenges are served over plain HTTP.
+    let r = common::http_client()
+        .get(e.pg.url("/.well-known/acme-challenge/token"))
+        .header("host", "a.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 308);
     let (stranger, stranger_key) = certificate("stranger", &[], None, false, (-1, 30));
     let refused = tokio::task::spawn_blocking(move || {
         handshake(tls, "a.test", None, Some((&stranger, &stranger_key)), true)
@@ -559,6 +567,18 @@ upstream = "app"
         );
     }
     let text = problems.join("\n");
+    let auto_named = postern::config::parse(
+        "[sessions]\nsecure_cookies = \"auto\"\ncookie_name = \"mine\"\n",
+        &|_| None,
+    )
+    .err()
+    .unwrap_or_default();
+    assert!(
+        auto_named.iter().any(|p| p
+            .to_string()
+            .starts_with("sessions.cookie_name: with secure_cookies = \"auto\"")),
+        "{auto_named:?}"
+    );
     assert!(text.contains("missing.crt: cannot read it"), "{text}");
     assert!(text.contains("wrong.key: is not the key of"), "{text}");
     assert!(text.contains("expired.crt: expired on"), "{text}");

@@ -617,23 +617,10 @@ fn session_settings(c: &mut Checker, file: &FileConfig) -> SessionSettings {
         (Some(name), _) => name.clone(),
         (None, _) => "postern_session".to_string(),
     };
-    if cookie_security == CookieSecurity::Auto
-        && cookie_name.starts_with("__Host-")
-        && s.cookie_name.is_some()
-    {
+    if cookie_security == CookieSecurity::Auto && s.cookie_name.is_some() {
         c.report(
             "sessions.cookie_name",
-            "with secure_cookies = \"auto\" the name serves plain HTTP too, where a __Host- cookie cannot be set: leave it out or drop the prefix",
-        );
-    }
-    let valid_name = !cookie_name.is_empty()
-        && cookie_name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !valid_name {
-        c.report(
-            "sessions.cookie_name",
-            format!("{cookie_name:?} is not a valid cookie name"),
+            "with secure_cookies = \"auto\" postern names the cookies per scheme (__Host-postern over TLS, postern_session over plain HTTP), so that a cookie set over plain HTTP is never taken over TLS: leave cookie_name out",
         );
     }
     if cookie_name.starts_with("__Host-") && !secure_cookies {

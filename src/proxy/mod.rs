@@ -58,6 +58,9 @@ pub struct Gateway {
     default_inline_types: Arc<InlineTypes>,
     /// The file API of upload routes.
     files: Option<FileApi>,
+    /// ACME challenges pass the HTTPS redirect (not when client certificates are required: the
+    /// plain listener would serve those paths without one).
+    acme_over_http: bool,
 }
 
 /// What serves objects: asset routes and signed links, image transforms, and upload routes.
@@ -126,6 +129,11 @@ impl Gateway {
             .collect();
         owned_headers.extend(settings.tokens.assertion_header.clone());
         let owned_cookies = settings.sessions.all_cookie_names();
+        let acme_over_http = settings
+            .server
+            .tls
+            .iter()
+            .all(|l| l.client_auth != crate::tls::ClientAuth::Required);
         Self {
             owned_cookies,
             default_inline_types: Arc::new(InlineTypes::default()),
@@ -140,6 +148,7 @@ impl Gateway {
             images,
             owned_headers,
             files,
+            acme_over_http,
         }
     }
 
@@ -1003,7 +1012,8 @@ impl ProxyHttp for Gateway {
         if let Some(port) = self.settings.server.https_redirect
             && !is_tls(session)
             && !forwarded_https(session, &self.settings.server.trusted_proxies)
-            && !session.req_header().uri.path().starts_with(ACME_CHALLENGES)
+            && !(self.acme_over_http
+                && session.req_header().uri.path().starts_with(ACME_CHALLENGES))
         {
             return match https_location(session.req_header(), port) {
                 Some(location) => {
