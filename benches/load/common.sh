@@ -51,3 +51,37 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+
+# The upstream app both proxies stand in front of: a static 200 from its own nginx on $UP.
+start_upstream() {
+    mkdir -p "$work/up"
+    cat > "$work/up/nginx.conf" <<CONF
+worker_processes 1;
+error_log $work/up/error.log;
+pid $work/up/nginx.pid;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$UP;
+        keepalive_requests 100000;
+        location / { default_type text/plain; return 200 "hello from the upstream app\n"; }
+    }
+}
+CONF
+    nginx -p "$work/up" -c "$work/up/nginx.conf" -g 'daemon off;' & pids+=($!)
+}
+
+# One wrk run against URL (with COOKIE if given): prints "requests/s p99 errors".
+# wrk prints e.g. "Requests/sec:  51234.56" and, with --latency, "99%    1.23ms".
+measure_url() {
+    local out rps p99 errors
+    out="$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency ${2:+-H "Cookie: $2"} "$1")"
+    rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+    p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
+    errors="$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')"
+    echo "$rps $p99 ${errors:-none}"
+}
+
+# wrk's latency ("850.00us", "1.23ms", "1.02s") in milliseconds.
+to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } else print v }'; }

@@ -30,21 +30,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
     -addext subjectAltName=DNS:localhost \
     -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
-mkdir -p "$work/up" "$work/ngx"
-cat > "$work/up/nginx.conf" <<CONF
-worker_processes 1;
-error_log $work/up/error.log;
-pid $work/up/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server {
-        listen 127.0.0.1:$UP;
-        keepalive_requests 100000;
-        location / { default_type text/plain; return 200 "hello from the upstream app\n"; }
-    }
-}
-CONF
+mkdir -p "$work/ngx"
 cat > "$work/ngx/nginx.conf" <<CONF
 worker_processes $cores;
 error_log $work/ngx/error.log;
@@ -84,7 +70,7 @@ upstream = "app"
 access = "public"
 CONF
 
-nginx -p "$work/up" -c "$work/up/nginx.conf" -g 'daemon off;' & pids+=($!)
+start_upstream
 nginx -p "$work/ngx" -c "$work/ngx/nginx.conf" -g 'daemon off;' & pids+=($!)
 "$POSTERN" serve -c "$work/postern.toml" 2>"$work/postern.log" & pids+=($!)
 wait_port "$UP"; wait_port "$NGX"; wait_port "$TLS"
@@ -92,15 +78,6 @@ wait_port "$UP"; wait_port "$NGX"; wait_port "$TLS"
 curl -fsSk "https://localhost:$TLS/check" >/dev/null
 curl -fsSk "https://localhost:$NGX/check" >/dev/null
 
-measure() {
-    local out rps p99
-    out="$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "https://localhost:$1/bench")"
-    rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
-    p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
-    errors="$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')"
-    echo "$rps $p99 ${errors:-none}"
-}
-to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } else print v }'; }
 
 echo "warming up..." >&2
 wrk -t1 -c16 -d2s "https://localhost:$TLS/warm" >/dev/null
@@ -108,10 +85,10 @@ wrk -t1 -c16 -d2s "https://localhost:$NGX/warm" >/dev/null
 
 best_p=0; best_n=0; p99_p=""; p99_n=""
 for round in $(seq 1 "$ROUNDS"); do
-    read -r rps p99 err <<<"$(measure "$NGX")"
+    read -r rps p99 err <<<"$(measure_url "https://localhost:$NGX/bench")"
     echo "round $round nginx (TLS):   ${rps} req/s  p99 ${p99}  errors: ${err}" >&2
     if awk -v a="$rps" -v b="$best_n" 'BEGIN{exit !(a>b)}'; then best_n=$rps; p99_n=$p99; fi
-    read -r rps p99 err <<<"$(measure "$TLS")"
+    read -r rps p99 err <<<"$(measure_url "https://localhost:$TLS/bench")"
     echo "round $round postern (TLS): ${rps} req/s  p99 ${p99}  errors: ${err}" >&2
     if awk -v a="$rps" -v b="$best_p" 'BEGIN{exit !(a>b)}'; then best_p=$rps; p99_p=$p99; fi
 done

@@ -29,21 +29,7 @@ UP=$(port); NGX=$(port); PST=$(port); OPS=$(port); BAR=$(port)
 cores=$(nproc)
 
 # The upstream app: a static 200 from its own nginx, the same for both proxies.
-mkdir -p "$work/up" "$work/ngx"
-cat > "$work/up/nginx.conf" <<CONF
-worker_processes 1;
-error_log $work/up/error.log;
-pid $work/up/nginx.pid;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    server {
-        listen 127.0.0.1:$UP;
-        keepalive_requests 100000;
-        location / { default_type text/plain; return 200 "hello from the upstream app\n"; }
-    }
-}
-CONF
+mkdir -p "$work/ngx"
 cat > "$work/ngx/nginx.conf" <<CONF
 worker_processes $cores;
 error_log $work/ngx/error.log;
@@ -86,7 +72,7 @@ upstream = "app"
 access = "public"
 CONF
 
-nginx -p "$work/up" -c "$work/up/nginx.conf" -g 'daemon off;' & pids+=($!)
+start_upstream
 nginx -p "$work/ngx" -c "$work/ngx/nginx.conf" -g 'daemon off;' & pids+=($!)
 "$POSTERN" serve -c "$work/postern.toml" 2>"$work/postern.log" & pids+=($!)
 "$BARE" "127.0.0.1:$BAR" "127.0.0.1:$UP" "$cores" 2>"$work/bare.log" & pids+=($!)
@@ -96,24 +82,14 @@ curl -fsS "http://127.0.0.1:$PST/check" >/dev/null
 curl -fsS "http://127.0.0.1:$NGX/check" >/dev/null
 
 # A logged-in user for the authenticated runs: the session cookie goes with every request.
-printf 'bench-password-123\n' | "$POSTERN" user add bench --email bench@example.com --password-stdin -c "$work/postern.toml" >/dev/null
+printf 'proxy-load-password-987\n' | "$POSTERN" user add bench --email bench@example.com --password-stdin -c "$work/postern.toml" >/dev/null
 SESSION_COOKIE="$(curl -fsS -D - -o /dev/null -H 'Content-Type: application/json' \
-    -d '{"username":"bench","password":"bench-password-123"}' "http://127.0.0.1:$PST/_postern/login" \
+    -d '{"username":"bench","password":"proxy-load-password-987"}' "http://127.0.0.1:$PST/_postern/login" \
     | awk 'tolower($1) == "set-cookie:" { split($2, kv, ";"); print kv[1] }')"
 [ -n "$SESSION_COOKIE" ] || { echo "login failed" >&2; exit 1; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $SESSION_COOKIE" "http://127.0.0.1:$PST/private/check")" = 200 ] \
     || { echo "the session cookie does not open /private/" >&2; exit 1; }
 
-# wrk prints e.g. "Requests/sec:  51234.56" and, with --latency, "99%    1.23ms".
-measure() {
-    local out rps p99
-    out="$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency ${2:+-H "Cookie: $2"} "http://127.0.0.1:$1${3:-/bench}")"
-    rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
-    p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
-    errors="$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')"
-    echo "$rps $p99 ${errors:-none}"
-}
-to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } else print v }'; }
 
 echo "warming up..." >&2
 wrk -t1 -c16 -d2s "http://127.0.0.1:$PST/warm" >/dev/null
@@ -122,16 +98,16 @@ wrk -t1 -c16 -d2s "http://127.0.0.1:$BAR/warm" >/dev/null
 
 best_p=0; best_n=0; best_b=0; best_s=0; p99_p=""; p99_n=""; p99_b=""; p99_s=""
 for round in $(seq 1 "$ROUNDS"); do
-    read -r rps p99 err <<<"$(measure "$NGX")"
+    read -r rps p99 err <<<"$(measure_url "http://127.0.0.1:$NGX/bench")"
     echo "round $round nginx:   ${rps} req/s  p99 ${p99}  errors: ${err}" >&2
     if awk -v a="$rps" -v b="$best_n" 'BEGIN{exit !(a>b)}'; then best_n=$rps; p99_n=$p99; fi
-    read -r rps p99 err <<<"$(measure "$PST")"
+    read -r rps p99 err <<<"$(measure_url "http://127.0.0.1:$PST/bench")"
     echo "round $round postern: ${rps} req/s  p99 ${p99}  errors: ${err}" >&2
     if awk -v a="$rps" -v b="$best_p" 'BEGIN{exit !(a>b)}'; then best_p=$rps; p99_p=$p99; fi
-    read -r rps p99 err <<<"$(measure "$PST" "$SESSION_COOKIE" /private/bench)"
+    read -r rps p99 err <<<"$(measure_url "http://127.0.0.1:$PST/private/bench" "$SESSION_COOKIE")"
     echo "round $round postern, logged in: ${rps} req/s  p99 ${p99}  errors: ${err}" >&2
     if awk -v a="$rps" -v b="$best_s" 'BEGIN{exit !(a>b)}'; then best_s=$rps; p99_s=$p99; fi
-    read -r rps p99 err <<<"$(measure "$BAR")"
+    read -r rps p99 err <<<"$(measure_url "http://127.0.0.1:$BAR/bench")"
     echo "round $round bare Pingora: ${rps} req/s  p99 ${p99}  errors: ${err}" >&2
     if awk -v a="$rps" -v b="$best_b" 'BEGIN{exit !(a>b)}'; then best_b=$rps; p99_b=$p99; fi
 done

@@ -55,6 +55,25 @@ impl Checker {
         }
     }
 
+    /// Each item of the list at `path` parsed by `parse`; the ones that fail are reported as
+    /// `path[i]` and left out.
+    pub(super) fn each<T, E: Into<String>>(
+        &mut self,
+        path: &str,
+        items: &[String],
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Vec<T> {
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                parse(item)
+                    .map_err(|e| self.report(format!("{path}[{i}]"), e))
+                    .ok()
+            })
+            .collect()
+    }
+
     fn socket_addr(&mut self, path: &str, value: Option<&String>, default: &str) -> SocketAddr {
         let text = value.map(String::as_str).unwrap_or(default);
         text.parse().unwrap_or_else(|_| {
@@ -114,17 +133,7 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
     let sessions = session_settings(&mut c, &file);
     let lockout = lockout_settings(&mut c, &file);
     let tokens = token_settings(&mut c, &file);
-    let admin_allow_from = file
-        .admin
-        .allow_from
-        .iter()
-        .enumerate()
-        .filter_map(|(i, text)| {
-            parse_cidr(text)
-                .map_err(|e| c.report(format!("admin.allow_from[{i}]"), e))
-                .ok()
-        })
-        .collect();
+    let admin_allow_from = c.each("admin.allow_from", &file.admin.allow_from, parse_cidr);
     let bootstrap = BootstrapSettings {
         admin: file.bootstrap.admin.unwrap_or(true),
         admin_password: file
@@ -286,16 +295,7 @@ fn server_settings(c: &mut Checker, file: &FileConfig) -> ServerSettings {
     let upgrade_sock = in_data_dir(&s.upgrade_sock, "postern-upgrade.sock");
     let error_log = s.error_log.as_ref().map(|p| absolute(Path::new(p)));
 
-    let trusted_proxies = s
-        .trusted_proxies
-        .iter()
-        .enumerate()
-        .filter_map(|(i, text)| {
-            parse_cidr(text)
-                .map_err(|e| c.report(format!("server.trusted_proxies[{i}]"), e))
-                .ok()
-        })
-        .collect();
+    let trusted_proxies = c.each("server.trusted_proxies", &s.trusted_proxies, parse_cidr);
 
     let max_body_size = c.size("server.max_body_size", s.max_body_size.as_ref(), 10 << 20);
     let client_timeout = c.duration("server.client_timeout", s.client_timeout.as_ref(), secs(60));
@@ -356,16 +356,7 @@ fn server_settings(c: &mut Checker, file: &FileConfig) -> ServerSettings {
         }
     }
 
-    let hsts_hosts: Vec<HostPattern> = s
-        .hsts_hosts
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| {
-            parse_host_pattern(h)
-                .map_err(|e| c.report(format!("server.hsts_hosts[{i}]"), e))
-                .ok()
-        })
-        .collect();
+    let hsts_hosts = c.each("server.hsts_hosts", &s.hsts_hosts, parse_host_pattern);
     if !hsts_hosts.is_empty() && s.hsts.is_none() {
         c.report("server.hsts_hosts", "needs server.hsts, the header to send");
     }
@@ -756,16 +747,11 @@ fn upstream_settings(c: &mut Checker, name: &str, u: &UpstreamSection) -> Upstre
     if u.backends.is_empty() {
         c.report(at("backends"), "at least one backend is required");
     }
-    let backends = u
-        .backends
-        .iter()
-        .enumerate()
-        .filter_map(|(i, url)| {
-            parse_backend(url)
-                .map_err(|e| c.report(format!("upstreams.{name}.backends[{i}]"), e))
-                .ok()
-        })
-        .collect();
+    let backends = c.each(
+        &format!("upstreams.{name}.backends"),
+        &u.backends,
+        parse_backend,
+    );
     if let Some(sni) = &u.sni
         && sni.is_empty()
     {
