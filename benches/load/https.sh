@@ -45,15 +45,7 @@ http {
         ssl_certificate_key $work/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
         keepalive_requests 1000;
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-        }
+$(nginx_proxy_location)
     }
 }
 CONF

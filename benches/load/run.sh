@@ -41,15 +41,7 @@ http {
     server {
         listen 127.0.0.1:$NGX;
         keepalive_requests 1000;
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-        }
+$(nginx_proxy_location)
     }
 }
 CONF
