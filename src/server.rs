@@ -17,10 +17,12 @@ use crate::auth::{
     bootstrap_admin,
 };
 use crate::config::{RouteTarget, Settings, StoreSettings};
+use crate::console::history::{HistorySampler, MetricsHistory};
 use crate::files::{Files, UploadRoute, UploadSweeper};
 use crate::handlers::Builtin;
 use crate::handlers::admin::Admin;
 use crate::handlers::admin_files::AdminFiles;
+use crate::handlers::console::{Console, ThumbnailRoute};
 use crate::handlers::files::FileApi;
 use crate::images::Images;
 use crate::mail::{LinkBase, MailWorker, Mailer, Transport};
@@ -81,6 +83,30 @@ fn builtin_prefix(settings: &Settings) -> String {
 }
 
 /// The account workflow and, when mail is on, its mailer: for the server and the CLI alike.
+/// Asset routes with image transforms over the whole of a store (`key = "{path}"`): the
+/// console's files page shows thumbnails through them. Preset-only routes take no sizes.
+fn thumbnail_routes(settings: &Settings) -> Vec<ThumbnailRoute> {
+    settings
+        .routes
+        .iter()
+        .filter_map(|r| match &r.target {
+            RouteTarget::Assets(a) if a.key_template == "{path}" => {
+                let signed = match a.images? {
+                    crate::images::params::Policy::Open => false,
+                    crate::images::params::Policy::Signed => true,
+                    crate::images::params::Policy::PresetsOnly => return None,
+                };
+                Some(ThumbnailRoute {
+                    store: settings.stores.get(a.store)?.name().to_string(),
+                    prefix: r.path.clone(),
+                    signed,
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 pub fn build_lifecycle(
     settings: &Settings,
     passwords: Passwords,
@@ -318,12 +344,18 @@ pub fn build_server_with_clock(
         })
         .collect();
     let longest_upload = upload_routes.iter().map(|(_, _, u)| u.timeout).max();
+    let history = Arc::new(MetricsHistory::new(metrics.clone(), clock.clone()));
     let builtin = settings
         .routes
         .iter()
         .find(|r| matches!(r.target, RouteTarget::Builtin))
         .map(|r| Builtin {
             lifecycle: lifecycle.clone(),
+            console: Console {
+                history: history.clone(),
+                thumbnails: thumbnail_routes(&settings),
+                signer: LinkSigner::new(settings.links.keys.clone()),
+            },
             prefix: r.path.clone(),
             sessions: sessions.clone(),
             passwords: passwords.clone(),
@@ -456,6 +488,10 @@ pub fn build_server_with_clock(
             ),
         ));
     }
+    server.add_service(background_service(
+        "console history",
+        HistorySampler::new(history),
+    ));
     server.add_service(background_service(
         "session janitor",
         SessionJanitor::new(store.clone(), clock, metrics.clone()),

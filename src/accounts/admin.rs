@@ -47,7 +47,7 @@ pub struct Accounts<'a> {
 }
 
 impl Accounts<'_> {
-    async fn event(
+    pub(super) async fn event(
         &self,
         kind: &str,
         user_id: Option<&str>,

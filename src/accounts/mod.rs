@@ -3,6 +3,7 @@
 //! single-use tokens mailed to users.
 
 mod admin;
+pub mod import;
 mod lifecycle;
 pub mod policy;
 mod tokens;

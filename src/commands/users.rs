@@ -9,6 +9,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{EXIT_CONFIG, EXIT_RUNTIME, report_config_error};
+use crate::accounts::import::{self, ImportError, ImportOptions, ImportReport};
 use crate::accounts::{AccountError, Accounts, Actor, LifecycleError, Origin, UserDraft};
 use crate::auth::Passwords;
 use crate::config::{self, ConfigSource, Settings};
@@ -76,6 +77,24 @@ pub enum UserCommand {
     RevokeSessions { name: String },
     /// Queue a mail with a password-reset link for the user (sent by the running server).
     ResetPassword { name: String },
+    /// Import users from a CSV or XLSX file with the columns First Name, Last Name, Email,
+    /// Role, Password (role and password may be blank; the email is the username). Valid rows
+    /// are created in one transaction; users without a password are mailed an invitation when
+    /// mail is on. Exits 1 when a row was refused.
+    Import {
+        file: std::path::PathBuf,
+        /// Check every row and report; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import nothing when any row has a problem.
+        #[arg(long)]
+        all_or_nothing: bool,
+        /// Create roles the file names that do not exist (else such rows are refused).
+        #[arg(long)]
+        create_roles: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -123,6 +142,10 @@ pub(super) enum CommandError {
     NoSuchUser(String),
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    Import(#[from] ImportError),
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl CommandError {
@@ -132,9 +155,58 @@ impl CommandError {
             | Self::Store(StoreError::Invalid(_))
             | Self::Account(AccountError::Store(StoreError::Invalid(_)))
             | Self::Account(AccountError::Policy(_))
-            | Self::Lifecycle(LifecycleError::MailDisabled) => EXIT_CONFIG,
+            | Self::Lifecycle(LifecycleError::MailDisabled)
+            | Self::Import(
+                ImportError::Unreadable { .. }
+                | ImportError::Empty
+                | ImportError::TooManyRows
+                | ImportError::TooLarge
+                | ImportError::MissingColumn(_),
+            ) => EXIT_CONFIG,
             _ => EXIT_RUNTIME,
         }
+    }
+}
+
+fn print_import(report: &ImportReport) {
+    for row in report.rows.iter().filter(|r| !r.problems.is_empty()) {
+        println!(
+            "line {}: {}: {}",
+            row.line,
+            if row.email.is_empty() {
+                "(no email)"
+            } else {
+                &row.email
+            },
+            row.problems.join("; ")
+        );
+    }
+    let refused = report.refused();
+    if report.options.dry_run {
+        println!(
+            "dry run: {} row(s) would be imported, {refused} refused; nothing was written",
+            report.valid()
+        );
+    } else if report.options.all_or_nothing && refused > 0 {
+        println!("{refused} row(s) refused: nothing was imported (--all-or-nothing)");
+    } else {
+        println!(
+            "imported {} user(s), {refused} row(s) refused",
+            report.imported
+        );
+    }
+    if !report.created_roles.is_empty() {
+        println!("created roles: {}", report.created_roles.join(", "));
+    }
+    let invited = report.rows.iter().filter(|r| r.invited).count();
+    if invited > 0 {
+        println!("invitations queued: {invited}");
+    }
+    if report.uninvited > 0 {
+        println!(
+            "{} user(s) have no password and no invitation (mail is off): set one with `postern user set-password NAME --password-stdin`",
+            report.uninvited
+        );
     }
 }
 
@@ -326,6 +398,45 @@ async fn execute(
                     "no password set: use `postern user set-password {} --password-stdin`",
                     user.username
                 );
+            }
+        }
+        UserCommand::Import {
+            file,
+            dry_run,
+            all_or_nothing,
+            create_roles,
+            json,
+        } => {
+            let too_large = std::fs::metadata(&file)
+                .map_err(|e| CommandError::Usage(format!("cannot read {}: {e}", file.display())))?
+                .len()
+                > import::MAX_IMPORT_BYTES as u64;
+            if too_large {
+                return Err(ImportError::TooLarge.into());
+            }
+            let bytes = std::fs::read(&file)
+                .map_err(|e| CommandError::Usage(format!("cannot read {}: {e}", file.display())))?;
+            let rows = import::parse_sheet(&bytes)?;
+            let lifecycle = cli_lifecycle(&settings, &store, &passwords)?;
+            let options = ImportOptions {
+                dry_run,
+                all_or_nothing,
+                create_roles,
+            };
+            let report = accounts
+                .import_users(rows, options, Some(&lifecycle))
+                .await?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print_import(&report);
+            }
+            if report.refused() > 0 {
+                return Err(CommandError::Refused(format!(
+                    "{} of {} row(s) refused",
+                    report.refused(),
+                    report.rows.len()
+                )));
             }
         }
         UserCommand::List {

@@ -9,12 +9,14 @@ use pingora::proxy::Session;
 use serde_json::{Value, json};
 
 use super::{Caller, query_param};
-use crate::accounts::{AccountError, Accounts, Actor, Lifecycle, Origin, UserDraft};
+use crate::accounts::{AccountError, Accounts, Actor, Lifecycle, Origin, UserDraft, import};
 use crate::auth::{ADMIN_ROLE, Passwords, Sessions, Tokens};
 use crate::error::GatewayError;
 use crate::proxy::{body, respond};
 use crate::services::StoreHandle;
-use crate::store::{EventFilter, ProfileUpdate, Store, StoreError, User, UserFilter, UserStatus};
+use crate::store::{
+    EventFilter, ProfileUpdate, Store, StoreError, User, UserFilter, UserSort, UserStatus,
+};
 
 /// Every admin endpoint: method, path below `/admin`, success status, summary.
 pub const ROUTES: &[(&str, &str, &str, &str)] = &[
@@ -22,13 +24,19 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "GET",
         "/users",
         "200",
-        "List users (filters: status, role, q; paging: limit, offset)",
+        "List users (filters: status, role, q; sort: username, email, status, newest, oldest; paging: limit, offset)",
     ),
     (
         "POST",
         "/users",
         "201",
         "Create a user (send_verification, send_welcome: queue that mail)",
+    ),
+    (
+        "POST",
+        "/users/import",
+        "200",
+        "Import users from CSV or XLSX (First Name, Last Name, Email, Role, Password; ?dry_run, all_or_nothing, create_roles)",
     ),
     ("GET", "/users/{id}", "200", "Get a user"),
     (
@@ -207,6 +215,42 @@ fn int_param(
     }
 }
 
+/// The media types an import's file may be sent as.
+const SHEET_TYPES: &[&str] = &[
+    "text/csv",
+    "application/csv",
+    "text/plain",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/octet-stream",
+];
+
+fn flag_param(session: &Session, name: &'static str) -> Result<bool, GatewayError> {
+    match query_param(session, name).as_deref() {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1" | "") => Ok(true),
+        Some(_) => Err(invalid(name, "must be true or false")),
+    }
+}
+
+fn import_options(session: &Session) -> Result<import::ImportOptions, GatewayError> {
+    Ok(import::ImportOptions {
+        dry_run: flag_param(session, "dry_run")?,
+        all_or_nothing: flag_param(session, "all_or_nothing")?,
+        create_roles: flag_param(session, "create_roles")?,
+    })
+}
+
+/// An import that could not be read or run.
+pub(super) fn import_error(e: import::ImportError) -> GatewayError {
+    match e {
+        import::ImportError::Account(e) => account_error(e),
+        import::ImportError::TooLarge => GatewayError::PayloadTooLarge {
+            limit: import::MAX_IMPORT_BYTES as u64,
+        },
+        other => invalid("file", other.to_string()),
+    }
+}
+
 fn text_field(body: &Value, name: &'static str) -> Result<Option<String>, GatewayError> {
     match body.get(name) {
         None | Some(Value::Null) => Ok(None),
@@ -365,6 +409,17 @@ impl Admin {
                     self.lifecycle.send_welcome(&store, &user).await;
                 }
                 self.reply(session, StatusCode::CREATED, Some(user.public_json()))
+                    .await
+            }
+            ("POST", ["users", "import"]) => {
+                let options = import_options(session)?;
+                let bytes = self.sheet_body(session).await?;
+                let rows = import::parse_sheet(&bytes).map_err(import_error)?;
+                let report = accounts
+                    .import_users(rows, options, Some(&self.lifecycle))
+                    .await
+                    .map_err(import_error)?;
+                self.reply(session, StatusCode::OK, Some(report.to_json()))
                     .await
             }
             ("POST", ["users", id, "reset-password"]) => {
@@ -541,6 +596,22 @@ impl Admin {
         }
     }
 
+    /// An import's file: CSV or XLSX, by `Content-Type`.
+    async fn sheet_body(&self, session: &mut Session) -> Result<bytes::Bytes, GatewayError> {
+        let content_type = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .unwrap_or_default();
+        if !SHEET_TYPES.contains(&content_type.as_str()) {
+            return Err(GatewayError::UnsupportedMediaType);
+        }
+        body::read_small_body(session, import::MAX_IMPORT_BYTES, self.body_timeout).await
+    }
+
     async fn list_users(&self, session: &mut Session, store: &Store) -> Result<(), GatewayError> {
         let status = query_param(session, "status")
             .map(|s| {
@@ -554,6 +625,14 @@ impl Admin {
             status,
             role: query_param(session, "role"),
             text: query_param(session, "q").filter(|q| !q.is_empty()),
+            sort: query_param(session, "sort")
+                .map(|s| {
+                    UserSort::parse(&s).ok_or_else(|| {
+                        invalid("sort", "must be username, email, status, newest or oldest")
+                    })
+                })
+                .transpose()?
+                .unwrap_or_default(),
             limit: limit.max(1),
             offset,
         };
@@ -793,7 +872,15 @@ pub fn openapi() -> Value {
             },
             "security": [{"session": []}, {"bearer": []}],
         });
-        if matches!(*method, "POST" | "PATCH" | "PUT") && !path.ends_with("unlock") {
+        if *path == "/users/import" {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": {
+                    "text/csv": {"schema": {"type": "string"}},
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {"schema": {"type": "string", "format": "binary"}},
+                },
+            });
+        } else if matches!(*method, "POST" | "PATCH" | "PUT") && !path.ends_with("unlock") {
             operation["requestBody"] = json!({
                 "required": true,
                 "content": {"application/json": {"schema": {"type": "object"}}},

@@ -6,6 +6,7 @@
 mod account;
 pub mod admin;
 pub mod admin_files;
+pub mod console;
 pub mod files;
 mod pages;
 mod return_to;
@@ -130,6 +131,7 @@ pub struct Builtin {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub admin: admin::Admin,
     pub lifecycle: Arc<Lifecycle>,
+    pub console: console::Console,
 }
 
 fn random_token() -> String {
@@ -222,7 +224,9 @@ impl Builtin {
             && endpoint != "login"
         {
             let req = session.req_header();
-            if FORM_ENDPOINTS.contains(&endpoint) && is_form(req) {
+            let console_form = (endpoint == "console" || endpoint.starts_with("console/"))
+                && (is_form(req) || has_media_type(req, "multipart/form-data"));
+            if (FORM_ENDPOINTS.contains(&endpoint) && is_form(req)) || console_form {
                 // The form's CSRF field is checked against the cookie when the body is read.
                 same_site::check_origin(req, caller.origin_allowed)?;
             } else {
@@ -252,6 +256,10 @@ impl Builtin {
             }
             ("change" | "expired", Method::POST) => {
                 self.change(session, caller, endpoint == "expired").await
+            }
+            (path, _) if path == "console" || path.starts_with("console/") => {
+                self.console(session, &path["console".len()..], caller)
+                    .await
             }
             (path, _) if path == "admin" || path.starts_with("admin/") => {
                 self.admin

@@ -20,8 +20,8 @@ pub use files::{FileFilter, FileRecord, FileUpdate};
 pub use mail::{DueMail, MailRecord, NewMail};
 pub use sessions::SessionRecord;
 pub use users::{
-    NewUser, ProfileUpdate, RoleInfo, User, UserFilter, UserStatus, validate_email,
-    validate_username,
+    NewUser, ProfileUpdate, RoleInfo, User, UserFilter, UserSort, UserStatus, validate_email,
+    validate_role, validate_username,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

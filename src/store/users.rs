@@ -74,8 +74,55 @@ pub struct UserFilter {
     pub role: Option<String>,
     /// Case-insensitive substring of username, email or names.
     pub text: Option<String>,
+    pub sort: UserSort,
     pub limit: i64,
     pub offset: i64,
+}
+
+/// The order of a user list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UserSort {
+    #[default]
+    Username,
+    Email,
+    Status,
+    /// Newest first.
+    Newest,
+    Oldest,
+}
+
+impl UserSort {
+    pub const ALL: [Self; 5] = [
+        Self::Username,
+        Self::Email,
+        Self::Status,
+        Self::Newest,
+        Self::Oldest,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Username => "username",
+            Self::Email => "email",
+            Self::Status => "status",
+            Self::Newest => "newest",
+            Self::Oldest => "oldest",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    fn order_by(self) -> &'static str {
+        match self {
+            Self::Username => "lower(username)",
+            Self::Email => "lower(email), lower(username)",
+            Self::Status => "status, lower(username)",
+            Self::Newest => "created_at DESC, lower(username)",
+            Self::Oldest => "created_at, lower(username)",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -168,73 +215,53 @@ pub fn validate_role(role: &str) -> Result<(), StoreError> {
 
 impl Store {
     pub async fn create_user(&self, new: &NewUser, now: i64) -> Result<User, StoreError> {
-        validate_username(&new.username)?;
-        validate_email(&new.email)?;
-        for role in &new.roles {
-            validate_role(role)?;
-        }
-        let id = uuid::Uuid::new_v4().to_string();
-        let status = new.status.unwrap_or(UserStatus::Enabled);
         let mut tx = self.pool.begin().await?;
-        // A login names a user by username or email, so neither may equal another user's
-        // username or email: else one account could shadow another's login.
-        let taken: Option<String> = sqlx::query_scalar(
-            "SELECT CASE WHEN lower(username) = lower($1) OR lower(email) = lower($1) \
-             THEN 'username' ELSE 'email' END FROM users \
-             WHERE lower(username) IN (lower($1), lower($2)) OR lower(email) IN (lower($1), lower($2)) \
-             ORDER BY 1 DESC LIMIT 1",
-        )
-        .bind(&new.username)
-        .bind(&new.email)
-        .fetch_optional(&mut *tx)
-        .await?;
-        match taken.as_deref() {
-            Some("username") => return Err(StoreError::Conflict("username")),
-            Some(_) => return Err(StoreError::Conflict("email")),
-            None => {}
-        }
-        let retired: Option<String> =
-            sqlx::query_scalar("SELECT username FROM retired_usernames WHERE username = lower($1)")
-                .bind(&new.username)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if retired.is_some() {
-            return Err(StoreError::InUse(format!(
-                "username {:?} belonged to a deleted account and is not given out again \
-                 (objects keyed by the username would pass to the new account)",
-                new.username
-            )));
-        }
-        sqlx::query(
-            "INSERT INTO users (id, username, email, given_name, surname, status, password_hash, \
-             password_changed_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-        )
-        .bind(&id)
-        .bind(&new.username)
-        .bind(&new.email)
-        .bind(&new.given_name)
-        .bind(&new.surname)
-        .bind(status.as_str())
-        .bind(new.password_hash.as_deref())
-        .bind(new.password_hash.as_ref().map(|_| now))
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| StoreError::from_write(e, "username or email"))?;
-        for role in &new.roles {
-            ensure_role(&mut tx, role, now).await?;
-            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
-                .bind(&id)
-                .bind(role)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StoreError::from_write(e, "role assignment"))?;
-        }
+        let id = insert_user(&mut tx, new, now).await?;
         tx.commit().await?;
         self.user_by_id(&id)
             .await?
             .ok_or(StoreError::NotFound("user"))
+    }
+
+    /// Creates every user in one transaction: all of them, or (on any error) none. Each one's
+    /// password goes into its history when `keep_history` > 0. The new users' ids, in order.
+    pub async fn create_users(
+        &self,
+        users: &[NewUser],
+        keep_history: usize,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut ids = Vec::with_capacity(users.len());
+        for new in users {
+            let id = insert_user(&mut tx, new, now).await?;
+            if let (Some(hash), true) = (&new.password_hash, keep_history > 0) {
+                sqlx::query(
+                    "INSERT INTO password_history (user_id, password_hash, created_at) VALUES ($1, $2, $3)",
+                )
+                .bind(&id)
+                .bind(hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Whether `login` cannot be given to a new user: a user has it as username or email (any
+    /// case), or it was a deleted user's username.
+    pub async fn login_unavailable(&self, login: &str) -> Result<bool, StoreError> {
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($1) \
+             UNION ALL SELECT username FROM retired_usernames WHERE username = lower($1) LIMIT 1",
+        )
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
@@ -315,7 +342,8 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?;
         let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE {condition} ORDER BY lower(username) LIMIT $4 OFFSET $5"
+            "SELECT {USER_COLUMNS} FROM users WHERE {condition} ORDER BY {} LIMIT $4 OFFSET $5",
+            filter.sort.order_by()
         );
         let rows = sqlx::query(&sql)
             .bind(status)
@@ -547,6 +575,77 @@ impl Store {
             Ok(())
         }
     }
+}
+
+/// Inserts one user (and its roles, creating missing ones) inside `tx`; the new id.
+async fn insert_user(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    new: &NewUser,
+    now: i64,
+) -> Result<String, StoreError> {
+    validate_username(&new.username)?;
+    validate_email(&new.email)?;
+    for role in &new.roles {
+        validate_role(role)?;
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let status = new.status.unwrap_or(UserStatus::Enabled);
+    // A login names a user by username or email, so neither may equal another user's
+    // username or email: else one account could shadow another's login.
+    let taken: Option<String> = sqlx::query_scalar(
+        "SELECT CASE WHEN lower(username) = lower($1) OR lower(email) = lower($1) \
+         THEN 'username' ELSE 'email' END FROM users \
+         WHERE lower(username) IN (lower($1), lower($2)) OR lower(email) IN (lower($1), lower($2)) \
+         ORDER BY 1 DESC LIMIT 1",
+    )
+    .bind(&new.username)
+    .bind(&new.email)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match taken.as_deref() {
+        Some("username") => return Err(StoreError::Conflict("username")),
+        Some(_) => return Err(StoreError::Conflict("email")),
+        None => {}
+    }
+    let retired: Option<String> =
+        sqlx::query_scalar("SELECT username FROM retired_usernames WHERE username = lower($1)")
+            .bind(&new.username)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if retired.is_some() {
+        return Err(StoreError::InUse(format!(
+            "username {:?} belonged to a deleted account and is not given out again \
+             (objects keyed by the username would pass to the new account)",
+            new.username
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO users (id, username, email, given_name, surname, status, password_hash, \
+         password_changed_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+    )
+    .bind(&id)
+    .bind(&new.username)
+    .bind(&new.email)
+    .bind(&new.given_name)
+    .bind(&new.surname)
+    .bind(status.as_str())
+    .bind(new.password_hash.as_deref())
+    .bind(new.password_hash.as_ref().map(|_| now))
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| StoreError::from_write(e, "username or email"))?;
+    for role in &new.roles {
+        ensure_role(tx, role, now).await?;
+        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+            .bind(&id)
+            .bind(role)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| StoreError::from_write(e, "role assignment"))?;
+    }
+    Ok(id)
 }
 
 async fn ensure_role(
