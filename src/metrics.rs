@@ -273,4 +273,71 @@ mod tests {
         assert!(text.contains(r#"postern_build_info{version=""#));
         assert!(text.contains("postern_request_duration_seconds_bucket"));
     }
+
+    /// The metric names the shipped Grafana dashboard queries, each as one of postern's.
+    #[test]
+    fn the_grafana_dashboard_queries_only_metrics_postern_exports() {
+        use prometheus::core::Collector;
+        let m = Metrics::new().unwrap();
+        let collectors: Vec<&dyn Collector> = vec![
+            &m.requests,
+            &m.request_duration,
+            &m.upstream_errors,
+            &m.backend_up,
+            &m.auth_attempts,
+            &m.sessions_active,
+            &m.session_cache,
+            &m.store_requests,
+            &m.store_bytes,
+            &m.presigned,
+            &m.image_transform_seconds,
+            &m.image_cache,
+            &m.image_queue_depth,
+            &m.image_rejected,
+            &m.mail,
+            &m.mail_queue_depth,
+            &m.account_tokens,
+            &m.uploads,
+            &m.upload_bytes,
+            &m.tls_certificate_expiry,
+        ];
+        let mut known: Vec<String> = collectors
+            .iter()
+            .flat_map(|c| c.desc())
+            .map(|d| d.fq_name.clone())
+            .collect();
+        known.push("postern_build_info".into());
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../conf/grafana/postern.json")).unwrap();
+        let mut queried = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                let expr = target["expr"].as_str().unwrap();
+                for (i, _) in expr.match_indices("postern_") {
+                    let name: String = expr[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    let base = ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(s))
+                        .filter(|b| known.iter().any(|k| k == b))
+                        .unwrap_or(&name);
+                    assert!(
+                        known.iter().any(|k| k == base),
+                        "panel {:?} queries {name}, which postern does not export",
+                        panel["title"]
+                    );
+                    queried += 1;
+                }
+            }
+        }
+        assert!(queried > 20, "{queried}");
+        for name in &known {
+            assert!(
+                dashboard.to_string().contains(name.as_str()),
+                "the dashboard has no panel for {name}"
+            );
+        }
+    }
 }

@@ -370,3 +370,192 @@ access = "public"
         "revoked: {seen}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_runs_the_console_in_a_browser_without_javascript() {
+    if !browser_available() {
+        return;
+    }
+    let app = Upstream::start("app").await;
+    let fs_root = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"{}
+[mail]
+transport = "outbox"
+
+[accounts]
+public_url = "https://console.example"
+
+[stores.local]
+type = "fs"
+root = "${{FS_ROOT}}"
+
+[[routes]]
+name = "files"
+path = "/_postern/files"
+kind = "uploads"
+store = "local"
+api = true
+{}"#,
+        base_config(""),
+        common::builtin_and_app_routes()
+    );
+    let p = Postern::start(
+        &config,
+        &[
+            ("APP", app.url()),
+            ("FS_ROOT", fs_root.path().display().to_string()),
+        ],
+    );
+    p.add_user("operator", "an operator password 1", &["admin"])
+        .await;
+    p.add_user("pat", "a member password 1", &["staff"]).await;
+    let store = p.store().await;
+    store
+        .create_role("editors", "Edit things", 0)
+        .await
+        .unwrap();
+    let pat_cookie = p.login_cookie("pat", "a member password 1").await;
+    let me = |cookie: String| {
+        let url = p.url("/_postern/me");
+        async move {
+            common::http_client()
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(me(pat_cookie.clone()).await, 200);
+
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("users.csv");
+    std::fs::write(
+        &csv,
+        "First Name,Last Name,Email,Role,Password\n\
+         Ada,Lovelace,ada@example.com,staff,an imported password 1\n\
+         Grace,Hopper,grace@example.com,,\n\
+         Bad,Email,not-an-email,,\n\
+         Weak,Password,weak@example.com,,short\n",
+    )
+    .unwrap();
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    let base = format!("http://localhost:{}", p.addr.port());
+    let args = vec![
+        base.clone(),
+        "operator".into(),
+        "an operator password 1".into(),
+        "pat".into(),
+        csv.display().to_string(),
+        shots.display().to_string(),
+    ];
+    let seen = run_script("console.mjs", args).await;
+
+    assert!(
+        seen["loginUrl"]
+            .as_str()
+            .unwrap()
+            .ends_with("/_postern/login?return_to=%2F_postern%2Fconsole%2F"),
+        "{seen}"
+    );
+    assert_eq!(seen["overviewCharts"], 7);
+    assert_eq!(seen["firstFocus"], "Skip to content");
+    assert_eq!(seen["searchRows"], 1);
+    assert_eq!(seen["userTitle"], "pat");
+    assert_eq!(
+        seen["addRole"],
+        "Role granted; their sessions pick it up at once."
+    );
+    assert_eq!(seen["removeRole"], "Role taken away.");
+    assert_eq!(seen["roleChips"], json!(["editors"]));
+    assert_eq!(
+        (
+            seen["sessionsBefore"].as_u64(),
+            seen["sessionsAfter"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    assert_eq!(seen["revoke"], "Session ended.");
+    assert_eq!(
+        me(pat_cookie).await,
+        401,
+        "the revoked session's next request is refused"
+    );
+    let pat = store.user_by_login("pat").await.unwrap().unwrap();
+    assert_eq!(pat.roles, ["editors"]);
+
+    assert_eq!(
+        seen["preview"],
+        "2 row(s) can be imported, 2 have problems."
+    );
+    let problems = seen["previewProblems"].to_string();
+    assert!(problems.contains("not an email address"), "{problems}");
+    assert!(
+        problems.contains("password: the password must be at least"),
+        "{problems}"
+    );
+    assert_eq!(seen["imported"], "Imported 2 user(s); 2 row(s) refused.");
+    assert!(
+        store
+            .user_by_login("grace@example.com")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .user_by_login("weak@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert_eq!(seen["deleted"], "User deleted.");
+    assert!(
+        seen["afterDeleteUrl"]
+            .as_str()
+            .unwrap()
+            .ends_with("/_postern/console/users?notice=user_deleted")
+    );
+    assert!(
+        store
+            .user_by_login("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(seen["phoneOverflow"].as_i64().unwrap() <= 0, "{seen}");
+
+    // Nothing from another origin, on any page.
+    for url in seen["requests"].as_array().unwrap() {
+        let url = url.as_str().unwrap();
+        assert!(
+            url.starts_with(&format!("{base}/")),
+            "the console loaded {url}"
+        );
+    }
+    let screenshots = seen["screenshots"].as_object().unwrap();
+    for name in [
+        "overview",
+        "users",
+        "user",
+        "import",
+        "import-preview",
+        "import-done",
+        "roles",
+        "events",
+        "new-user",
+        "files",
+        "users-phone",
+    ] {
+        let size = screenshots[name].as_u64().unwrap_or(0);
+        assert!(size > 5_000, "screenshot {name} is {size} bytes");
+        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{name}");
+    }
+    eprintln!("console screenshots in {}", shots.display());
+    store.close().await;
+}

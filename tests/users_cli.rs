@@ -374,3 +374,129 @@ async fn invitations_resets_and_the_mail_queue_from_the_command_line() {
     assert!(events[0].actor.as_deref().unwrap_or("").starts_with("cli:"));
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn importing_users_from_a_spreadsheet_on_the_command_line() {
+    let cli = Cli::new();
+    cli.ok(&["role", "add", "staff"], None);
+    let csv = cli.data_dir.join("users.csv");
+    std::fs::write(
+        &csv,
+        "First Name,Last Name,Email,Role,Password\n\
+         Ada,Lovelace,ada@example.com,staff,an imported password 1\n\
+         Grace,Hopper,grace@example.com,,\n\
+         Bad,Email,not-an-email,,\n\
+         Weak,Password,weak@example.com,,short\n",
+    )
+    .unwrap();
+    let path = csv.to_str().unwrap();
+
+    // A dry run reports each refused row and writes nothing; refused rows make the exit 1.
+    let (code, out, err) = cli.run(&["user", "import", path, "--dry-run"], None);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("line 4: not-an-email: \"not-an-email\" is not an email address"),
+        "{out}"
+    );
+    assert!(
+        out.contains("line 5: weak@example.com: password: the password must be at least"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dry run: 2 row(s) would be imported, 2 refused"),
+        "{out}"
+    );
+    assert_eq!(err.trim(), "postern: 2 of 4 row(s) refused");
+    let store = cli.store().await;
+    assert!(
+        store
+            .user_by_login("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let (code, out, _) = cli.run(&["user", "import", path, "--all-or-nothing"], None);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("nothing was imported (--all-or-nothing)"),
+        "{out}"
+    );
+    assert!(
+        store
+            .user_by_login("ada@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let (code, out, _) = cli.run(&["user", "import", path, "--json"], None);
+    assert_eq!(code, 1);
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (report["imported"].as_u64(), report["refused"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let ada = store
+        .user_by_login("ada@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ada.username.as_str(), ada.roles.as_slice()),
+        ("ada@example.com", &["staff".to_string()][..])
+    );
+    assert!(ada.password_hash.is_some());
+    let grace = store
+        .user_by_login("grace@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        grace.status,
+        UserStatus::Unverified,
+        "invited to choose a password"
+    );
+    let queued: serde_json::Value =
+        serde_json::from_str(&cli.ok(&["mail", "list", "--json"], None)).unwrap();
+    assert_eq!(queued[0]["kind"], "verification");
+    assert_eq!(queued[0]["recipient"], "grace@example.com");
+
+    // An XLSX file with a role nobody has yet: refused, then created on purpose.
+    let xlsx = cli.data_dir.join("more.xlsx");
+    std::fs::write(
+        &xlsx,
+        common::xlsx(&[
+            &["First Name", "Last Name", "Email", "Role", "Password"],
+            &[
+                "Xena",
+                "Sheet",
+                "xena@example.com",
+                "auditors",
+                "an imported password 2",
+            ],
+        ]),
+    )
+    .unwrap();
+    let xlsx = xlsx.to_str().unwrap();
+    let (code, out, _) = cli.run(&["user", "import", xlsx], None);
+    assert_eq!(code, 1);
+    assert!(out.contains("role \"auditors\" does not exist"), "{out}");
+    let out = cli.ok(&["user", "import", xlsx, "--create-roles"], None);
+    assert!(
+        out.contains("imported 1 user(s), 0 row(s) refused"),
+        "{out}"
+    );
+    assert!(out.contains("created roles: auditors"), "{out}");
+
+    // Files that cannot be read at all exit 2 and say why.
+    let broken = cli.data_dir.join("broken.xlsx");
+    std::fs::write(&broken, b"PK\x03\x04 not a workbook").unwrap();
+    let (code, _, err) = cli.run(&["user", "import", broken.to_str().unwrap()], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("not readable as XLSX"), "{err}");
+    let (code, _, err) = cli.run(&["user", "import", "/no/such/file.csv"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot read /no/such/file.csv"), "{err}");
+    store.close().await;
+}

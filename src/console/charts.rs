@@ -124,10 +124,26 @@ impl Chart<'_> {
             span = ((last - first) as f64 / 60.0).round().max(1.0),
         );
         for points in &lines {
+            let points = points.trim_end();
+            let _ = writeln!(svg, "<polyline class=\"line\" points=\"{points}\"/>");
+            // A run of one point draws no line: mark it, as the latest value is marked.
+            if !points.contains(' ')
+                && let Some((cx, cy)) = points.split_once(',')
+            {
+                let _ = writeln!(
+                    svg,
+                    "<circle class=\"dot\" cx=\"{cx}\" cy=\"{cy}\" r=\"2.5\"/>"
+                );
+            }
+        }
+        // The latest value is marked too (a lone last point already is).
+        if let Some(last) = lines.last().map(|l| l.trim_end())
+            && let Some((cx, cy)) = last.rsplit(' ').next().and_then(|p| p.split_once(','))
+            && last.contains(' ')
+        {
             let _ = writeln!(
                 svg,
-                "<polyline class=\"line\" points=\"{}\"/>",
-                points.trim_end()
+                "<circle class=\"dot\" cx=\"{cx}\" cy=\"{cy}\" r=\"2.5\"/>"
             );
         }
         svg.push_str("</svg>\n</figure>\n");
@@ -149,6 +165,11 @@ mod tests {
         };
         let svg = chart.render();
         assert_eq!(svg.matches("<polyline").count(), 2, "a gap splits the line");
+        assert_eq!(
+            svg.matches("<circle").count(),
+            1,
+            "the lone latest point is marked"
+        );
         assert!(svg.contains("<strong>2.0/s</strong>"));
         assert!(svg.contains("Requests &lt;per&gt; second"));
         assert!(svg.contains("highest 3.0/s"));

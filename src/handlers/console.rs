@@ -473,7 +473,10 @@ impl Builtin {
                     .map_err(|_| GatewayError::Unavailable("the user database"))?;
                 let totals = pages::Totals {
                     users,
-                    sessions_active: self.metrics.sessions_active.get(),
+                    sessions_active: store
+                        .count_active_sessions(self.sessions.now())
+                        .await
+                        .map_err(|_| GatewayError::Unavailable("the user database"))?,
                     mail_queue: self.metrics.mail_queue_depth.get(),
                     image_queue: self.metrics.image_queue_depth.get(),
                 };
