@@ -351,11 +351,11 @@ pub fn build_server_with_clock(
         .find(|r| matches!(r.target, RouteTarget::Builtin))
         .map(|r| Builtin {
             lifecycle: lifecycle.clone(),
-            console: Console {
-                history: history.clone(),
-                thumbnails: thumbnail_routes(&settings),
-                signer: LinkSigner::new(settings.links.keys.clone()),
-            },
+            console: Console::new(
+                history.clone(),
+                thumbnail_routes(&settings),
+                LinkSigner::new(settings.links.keys.clone()),
+            ),
             prefix: r.path.clone(),
             sessions: sessions.clone(),
             passwords: passwords.clone(),

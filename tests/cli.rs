@@ -69,7 +69,7 @@ fn built_in_config_is_the_shipped_default() {
     let (code, stdout, _) = run(postern().arg("check").current_dir(empty.path()));
     assert_eq!(code, 0);
     assert!(
-        stdout.starts_with("built-in default config: ok: 7 route(s)"),
+        stdout.starts_with("built-in default config: ok: 8 route(s)"),
         "{stdout}"
     );
 }

@@ -269,12 +269,17 @@ async fn the_console_is_for_admins_and_loads_nothing_from_another_origin() {
         .send()
         .await
         .unwrap();
-    assert!(
-        r.text()
-            .await
-            .unwrap()
-            .starts_with("First Name,Last Name,Email,Role,Password\n")
-    );
+    let example = r.text().await.unwrap();
+    assert!(example.starts_with("First Name,Last Name,Email,Role,Password\n"));
+    let r = client
+        .get(c.p.url("/_postern/console/import-example.xlsx"))
+        .send()
+        .await
+        .unwrap();
+    let book = r.bytes().await.unwrap();
+    let from_xlsx = postern::accounts::import::parse_sheet(&book).unwrap();
+    let from_csv = postern::accounts::import::parse_sheet(example.as_bytes()).unwrap();
+    assert_eq!(from_xlsx, from_csv, "the two examples say the same");
     let (status, _) = c.get("nothing-here").await;
     assert_eq!(status, 404);
     let (status, page) = c.get("users/no-such-user").await;
@@ -580,7 +585,12 @@ async fn the_overview_draws_the_metrics_as_svg() {
     ] {
         assert!(page.contains(title), "{title}");
     }
-    assert!(page.contains("<meta http-equiv=\"refresh\" content=\"15\">"));
+    assert!(
+        !page.contains("http-equiv=\"refresh\""),
+        "reloading keeps a session alive: opt-in"
+    );
+    let (_, live) = c.get("?live=1").await;
+    assert!(live.contains("<meta http-equiv=\"refresh\" content=\"15\">"));
     assert!(
         page.contains("</strong><a href=\"/_postern/console/users\">Users</a>"),
         "{page}"
@@ -917,17 +927,14 @@ async fn the_console_import_previews_then_imports_the_checked_rows() {
         before, 2,
         "root and the bootstrap admin: nothing imported yet"
     );
-    let sheet = field(&page, "sheet").unwrap().replace("&#10;", "\n");
-    let sheet = html_unescape(&sheet);
+    assert!(
+        !page.contains("an imported password 1"),
+        "passwords stay on the server"
+    );
+    let id = field(&page, "import").unwrap();
+    assert_eq!(id.len(), 43);
     let (status, _, page) = c
-        .post(
-            "import",
-            &[
-                ("action", "import"),
-                ("sheet", &sheet),
-                ("create_roles", "true"),
-            ],
-        )
+        .post("import", &[("action", "import"), ("import", &id)])
         .await;
     assert_eq!(status, 200, "{page}");
     assert!(
@@ -936,6 +943,11 @@ async fn the_console_import_previews_then_imports_the_checked_rows() {
     );
     assert!(page.contains("Created roles: staff."));
     assert_eq!(store.list_users(10, 0).await.unwrap().len(), before + 2);
+    let (status, _, page) = c
+        .post("import", &[("action", "import"), ("import", &id)])
+        .await;
+    assert_eq!(status, 422, "a checked file is imported once");
+    assert!(page.contains("expired or was imported already"), "{page}");
 
     let bad = reqwest::multipart::Form::new()
         .text("csrf", c.csrf.clone())
@@ -952,12 +964,4 @@ async fn the_console_import_previews_then_imports_the_checked_rows() {
         .unwrap();
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("no user rows"));
-}
-
-fn html_unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
 }

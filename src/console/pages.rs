@@ -58,7 +58,7 @@ pub struct Totals {
     pub image_queue: i64,
 }
 
-pub fn overview(frame: &Frame, totals: &Totals, points: &[Point]) -> String {
+pub fn overview(frame: &Frame, totals: &Totals, points: &[Point], live: bool) -> String {
     let series = |f: &dyn Fn(&Point) -> Option<f64>| -> Vec<(i64, Option<f64>)> {
         points.iter().map(|p| (p.at, f(p))).collect()
     };
@@ -127,7 +127,22 @@ pub fn overview(frame: &Frame, totals: &Totals, points: &[Point]) -> String {
     for chart in &charts {
         out.push_str(&chart.render());
     }
-    out.push_str("</div>\n<p class=\"hint\">The last 15 minutes of this instance, sampled every 5 seconds; the page reloads every 15 seconds. Prometheus scrapes the same metrics from the ops listener's <code>/metrics</code>.</p>\n");
+    out.push_str("</div>\n<p class=\"hint\">The last 15 minutes of this instance, sampled every 5 seconds. Prometheus scrapes the same metrics from the ops listener's <code>/metrics</code>.</p>\n");
+    let _ = writeln!(
+        out,
+        "<p>{}</p>",
+        if live {
+            format!(
+                "Updating every 15 seconds (this keeps your session active). <a href=\"{}\">Stop updating</a>",
+                esc(&frame.href(""))
+            )
+        } else {
+            format!(
+                "<a href=\"{}\">Keep updating every 15 seconds</a> (keeps your session active while the page is open)",
+                esc(&format!("{}?live=1", frame.href("")))
+            )
+        }
+    );
     out
 }
 
@@ -894,8 +909,9 @@ fn import_options(options: &ImportOptions) -> String {
 
 pub fn import_form(frame: &Frame, csrf: &str, options: &ImportOptions, mail_on: bool) -> String {
     let mut out = format!(
-        "<p>A CSV or XLSX file with the columns <strong>First Name, Last Name, Email, Role, Password</strong> (role and password may be blank; several roles separated by <code>;</code>). The email becomes the username. <a href=\"{}\" download>Download an example</a>.</p>\n",
-        esc(&frame.href("import-example.csv"))
+        "<p>A CSV or XLSX file with the columns <strong>First Name, Last Name, Email, Role, Password</strong> (role and password may be blank; several roles separated by <code>;</code>). The email becomes the username. Roles must exist unless you tick “Create roles”. Examples: <a href=\"{}\" download>CSV</a>, <a href=\"{}\" download>XLSX</a>.</p>\n",
+        esc(&frame.href("import-example.csv")),
+        esc(&frame.href("import-example.xlsx"))
     );
     out.push_str(if mail_on {
         "<p class=\"hint\">Users without a password are sent an invitation to choose one.</p>\n"
@@ -948,12 +964,25 @@ fn report_table(report: &ImportReport) -> String {
     out
 }
 
-pub fn import_preview(frame: &Frame, csrf: &str, report: &ImportReport, sheet: &str) -> String {
+pub fn import_preview(frame: &Frame, csrf: &str, report: &ImportReport, import_id: &str) -> String {
     let refused = report.refused();
     let valid = report.valid();
     let mut out = format!(
         "<p role=\"status\"><strong>{valid}</strong> row(s) can be imported, <strong>{refused}</strong> have problems.</p>\n"
     );
+    let admins = report
+        .rows
+        .iter()
+        .filter(|r| {
+            r.problems.is_empty() && r.roles.iter().any(|role| role == crate::auth::ADMIN_ROLE)
+        })
+        .count();
+    if admins > 0 {
+        let _ = writeln!(
+            out,
+            "<p class=\"error\">{admins} of these row(s) grant the <strong>admin</strong> role: those users will be able to do everything you can.</p>"
+        );
+    }
     out.push_str(&report_table(report));
     let blocked = report.options.all_or_nothing && refused > 0;
     if blocked {
@@ -961,15 +990,7 @@ pub fn import_preview(frame: &Frame, csrf: &str, report: &ImportReport, sheet: &
     } else if valid > 0 {
         out.push_str(&form_open(&frame.href("import"), csrf, "card"));
         out.push_str(&hidden("action", "import"));
-        out.push_str(&hidden("sheet", sheet));
-        for (name, on) in [
-            ("create_roles", report.options.create_roles),
-            ("all_or_nothing", report.options.all_or_nothing),
-        ] {
-            if on {
-                out.push_str(&hidden(name, "true"));
-            }
-        }
+        out.push_str(&hidden("import", import_id));
         let _ = writeln!(
             out,
             "<button type=\"submit\">Import {valid} user(s)</button>\n</form>"
@@ -977,7 +998,7 @@ pub fn import_preview(frame: &Frame, csrf: &str, report: &ImportReport, sheet: &
     }
     let _ = writeln!(
         out,
-        "<p><a href=\"{}\">Check another file</a></p>",
+        "<p class=\"hint\">The checked rows wait on the server for 15 minutes; nothing is written until you import.</p>\n<p><a href=\"{}\">Check another file</a></p>",
         esc(&frame.href("import"))
     );
     out

@@ -414,7 +414,7 @@ impl Admin {
             ("POST", ["users", "import"]) => {
                 let options = import_options(session)?;
                 let bytes = self.sheet_body(session).await?;
-                let rows = import::parse_sheet(&bytes).map_err(import_error)?;
+                let rows = super::console::parse_off_the_proxy(bytes).await?;
                 let report = accounts
                     .import_users(rows, options, Some(&self.lifecycle))
                     .await

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::admin::{account_error, import_error};
 use super::files::file_error;
 use super::{Builtin, Caller, constant_time_eq, is_form, query_param};
-use crate::accounts::import::{self, ImportOptions};
+use crate::accounts::import::{self, ImportOptions, ImportRow};
 use crate::accounts::{Accounts, Actor, Origin, UserDraft};
 use crate::auth::ADMIN_ROLE;
 use crate::console::html::{Flash, Frame, Section};
@@ -47,13 +47,42 @@ pub struct ThumbnailRoute {
     pub signed: bool,
 }
 
+/// Checked imports waiting for the admin's confirmation. The rows (passwords included) stay
+/// here, never in the page: the page carries a random id, usable once, by the admin who
+/// checked the file, within [`PENDING_IMPORT_TTL`].
+struct PendingImport {
+    admin_id: String,
+    rows: Vec<ImportRow>,
+    options: ImportOptions,
+}
+
+const PENDING_IMPORT_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+const PENDING_IMPORTS_KEPT: u64 = 32;
+
 pub struct Console {
-    pub history: Arc<MetricsHistory>,
-    pub thumbnails: Vec<ThumbnailRoute>,
-    pub signer: LinkSigner,
+    history: Arc<MetricsHistory>,
+    thumbnails: Vec<ThumbnailRoute>,
+    signer: LinkSigner,
+    pending: moka::sync::Cache<String, Arc<PendingImport>>,
 }
 
 impl Console {
+    pub fn new(
+        history: Arc<MetricsHistory>,
+        thumbnails: Vec<ThumbnailRoute>,
+        signer: LinkSigner,
+    ) -> Self {
+        Self {
+            history,
+            thumbnails,
+            signer,
+            pending: moka::sync::Cache::builder()
+                .max_capacity(PENDING_IMPORTS_KEPT)
+                .time_to_live(PENDING_IMPORT_TTL)
+                .build(),
+        }
+    }
+
     /// A same-origin thumbnail URL for an image record, when a transform route covers its store.
     fn thumbnail(&self, record: &FileRecord) -> Option<String> {
         if !record.content_type.starts_with("image/") {
@@ -150,7 +179,7 @@ fn notice(session: &Session) -> Option<Flash> {
 fn int_query(session: &Session, name: &str) -> i64 {
     query_param(session, name)
         .and_then(|v| v.parse::<i64>().ok())
-        .filter(|v| *v >= 0)
+        .filter(|v| (0..=1_000_000_000).contains(v))
         .unwrap_or(0)
 }
 
@@ -220,22 +249,16 @@ impl Builtin {
         &self,
         session: &mut Session,
         content_type: &str,
-        text: &'static str,
+        body: bytes::Bytes,
         cache: &str,
     ) -> Result<(), GatewayError> {
         let extra = [
             (header::CACHE_CONTROL, cache.to_string()),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
         ];
-        respond::send(
-            session,
-            StatusCode::OK,
-            content_type,
-            bytes::Bytes::from_static(text.as_bytes()),
-            &extra,
-        )
-        .await
-        .map_err(|_| GatewayError::Internal)
+        respond::send(session, StatusCode::OK, content_type, body, &extra)
+            .await
+            .map_err(|_| GatewayError::Internal)
     }
 
     /// Serves `rest` (the path below `console`).
@@ -254,7 +277,23 @@ impl Builtin {
                     .send_asset(
                         session,
                         "text/css; charset=utf-8",
-                        STYLESHEET,
+                        bytes::Bytes::from_static(STYLESHEET.as_bytes()),
+                        "public, max-age=3600",
+                    )
+                    .await;
+            }
+            ("import-example.xlsx", true) => {
+                let rows: Vec<Vec<&str>> = IMPORT_EXAMPLE
+                    .lines()
+                    .map(|line| line.split(',').collect())
+                    .collect();
+                let rows: Vec<&[&str]> = rows.iter().map(Vec::as_slice).collect();
+                let book = import::xlsx_from_rows(&rows);
+                return self
+                    .send_asset(
+                        session,
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                        book.into(),
                         "public, max-age=3600",
                     )
                     .await;
@@ -264,7 +303,7 @@ impl Builtin {
                     .send_asset(
                         session,
                         "text/csv; charset=utf-8",
-                        IMPORT_EXAMPLE,
+                        bytes::Bytes::from_static(IMPORT_EXAMPLE.as_bytes()),
                         "public, max-age=3600",
                     )
                     .await;
@@ -481,15 +520,17 @@ impl Builtin {
                     image_queue: self.metrics.image_queue_depth.get(),
                 };
                 let points = self.console.history.points();
-                let live = Frame {
-                    refresh: Some(15),
+                // Reloading keeps the admin's session from idling out: only on request.
+                let live = query_param(session, "live").is_some_and(|v| v == "1");
+                let frame = Frame {
+                    refresh: live.then_some(15),
                     ..*frame
                 };
-                live.page(
+                frame.page(
                     "Overview",
                     Section::Overview,
                     flash.as_ref(),
-                    &pages::overview(frame, &totals, &points),
+                    &pages::overview(&frame, &totals, &points, live),
                 )
             }
             ["users"] => {
@@ -1169,50 +1210,83 @@ impl Builtin {
         accounts: &Accounts<'_>,
         posted: Posted,
     ) -> Result<Outcome, GatewayError> {
-        let mut options = ImportOptions {
+        let admin = accounts.actor.name.clone();
+        let refused = |err: GatewayError, options: &ImportOptions| {
+            let flash = Flash::Error(err.to_string());
+            let content = pages::import_form(frame, csrf, options, self.lifecycle.mail_on());
+            let page = frame.page("Import users", Section::Import, Some(&flash), &content);
+            Ok(Outcome::Page(err.status(), page))
+        };
+        if posted.text("action") == "import" {
+            let pending = self
+                .console
+                .pending
+                .remove(posted.text("import"))
+                .filter(|p| p.admin_id == admin);
+            let Some(pending) = pending else {
+                let expired = GatewayError::Validation {
+                    field: "import",
+                    message: "this check has expired or was imported already: check the file again"
+                        .into(),
+                };
+                return refused(expired, &ImportOptions::default());
+            };
+            let options = ImportOptions {
+                dry_run: false,
+                ..pending.options
+            };
+            let report = accounts
+                .import_users(pending.rows.clone(), options, Some(&self.lifecycle))
+                .await
+                .map_err(import_error)?;
+            let page = frame.page(
+                "Import finished",
+                Section::Import,
+                None,
+                &pages::import_done(frame, &report),
+            );
+            return Ok(Outcome::Page(StatusCode::OK, page));
+        }
+        let options = ImportOptions {
             dry_run: true,
             all_or_nothing: posted.flag("all_or_nothing"),
             create_roles: posted.flag("create_roles"),
         };
-        let confirm = posted.text("action") == "import";
-        let bytes = match (&posted.file, confirm) {
-            (Some(file), false) => file.clone(),
-            (None, true) => bytes::Bytes::from(posted.text("sheet").as_bytes().to_vec()),
-            _ => {
-                return Err(GatewayError::BadRequest(
-                    "send a file, or confirm a checked one",
-                ));
-            }
+        let Some(file) = posted.file else {
+            return Err(GatewayError::BadRequest("send a file to check"));
         };
-        let rows = match import::parse_sheet(&bytes) {
+        let rows = match parse_off_the_proxy(file).await {
             Ok(rows) => rows,
-            Err(e) => {
-                let err = import_error(e);
-                let flash = Flash::Error(err.to_string());
-                let content = pages::import_form(frame, csrf, &options, self.lifecycle.mail_on());
-                let page = frame.page("Import users", Section::Import, Some(&flash), &content);
-                return Ok(Outcome::Page(err.status(), page));
-            }
+            Err(err) => return refused(err, &options),
         };
-        let sheet = import::to_csv(&rows);
-        options.dry_run = !confirm;
         let report = accounts
-            .import_users(rows, options, Some(&self.lifecycle))
+            .import_users(rows.clone(), options, Some(&self.lifecycle))
             .await
             .map_err(import_error)?;
-        let (title, content) = if confirm {
-            ("Import finished", pages::import_done(frame, &report))
-        } else {
-            (
-                "Check the import",
-                pages::import_preview(frame, csrf, &report, &sheet),
-            )
+        let id = super::random_token();
+        let pending = PendingImport {
+            admin_id: admin,
+            rows,
+            options,
         };
+        self.console.pending.insert(id.clone(), Arc::new(pending));
+        let content = pages::import_preview(frame, csrf, &report, &id);
         Ok(Outcome::Page(
             StatusCode::OK,
-            frame.page(title, Section::Import, None, &content),
+            frame.page("Check the import", Section::Import, None, &content),
         ))
     }
+}
+
+/// Reads a spreadsheet on the blocking pool: unpacking and parsing a 5 MiB file is CPU work
+/// that does not belong on a proxy thread.
+pub(super) async fn parse_off_the_proxy(
+    bytes: bytes::Bytes,
+) -> Result<Vec<ImportRow>, GatewayError> {
+    tokio::task::spawn_blocking(move || import::parse_sheet(&bytes))
+        .await
+        .map_err(|_| GatewayError::Internal)?
+        .map_err(import_error)
 }
 
 /// Custom data as the form shows it: pretty JSON.

@@ -39,34 +39,7 @@ pub struct EventFilter {
 
 impl Store {
     pub async fn record_event(&self, event: &NewEvent, now: i64) -> Result<(), StoreError> {
-        let detail = if event.detail.is_null() {
-            "{}".to_string()
-        } else {
-            event.detail.to_string()
-        };
-        sqlx::query(
-            "INSERT INTO events (kind, user_id, actor, ip, user_agent, detail, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&event.kind)
-        .bind(event.user_id.as_deref())
-        .bind(event.actor.as_deref())
-        .bind(event.ip.as_deref())
-        .bind(event.user_agent.as_deref())
-        .bind(detail)
-        .bind(now)
-        .execute(self.pool())
-        .await?;
-        tracing::info!(
-            target: "postern::events",
-            kind = %event.kind,
-            user_id = event.user_id.as_deref().unwrap_or(""),
-            actor = event.actor.as_deref().unwrap_or(""),
-            ip = event.ip.as_deref().unwrap_or(""),
-            detail = %event.detail,
-            "event"
-        );
-        Ok(())
+        insert_event(self.pool(), event, now).await
     }
 
     /// Newest first.
@@ -101,4 +74,43 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Writes an event through `executor` (the pool, or a transaction whose changes it records).
+pub(crate) async fn insert_event<'e, E>(
+    executor: E,
+    event: &NewEvent,
+    now: i64,
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let detail = if event.detail.is_null() {
+        "{}".to_string()
+    } else {
+        event.detail.to_string()
+    };
+    sqlx::query(
+        "INSERT INTO events (kind, user_id, actor, ip, user_agent, detail, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&event.kind)
+    .bind(event.user_id.as_deref())
+    .bind(event.actor.as_deref())
+    .bind(event.ip.as_deref())
+    .bind(event.user_agent.as_deref())
+    .bind(detail)
+    .bind(now)
+    .execute(executor)
+    .await?;
+    tracing::info!(
+        target: "postern::events",
+        kind = %event.kind,
+        user_id = event.user_id.as_deref().unwrap_or(""),
+        actor = event.actor.as_deref().unwrap_or(""),
+        ip = event.ip.as_deref().unwrap_or(""),
+        detail = %event.detail,
+        "event"
+    );
+    Ok(())
 }

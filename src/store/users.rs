@@ -3,7 +3,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError};
+use super::events::insert_event;
+use super::{NewEvent, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserStatus {
@@ -223,18 +224,25 @@ impl Store {
             .ok_or(StoreError::NotFound("user"))
     }
 
-    /// Creates every user in one transaction: all of them, or (on any error) none. Each one's
-    /// password goes into its history when `keep_history` > 0. The new users' ids, in order.
+    /// Creates every user in one transaction with the event `created` describes for each: all of
+    /// them, or (on any error) none. Each one's password goes into its history when
+    /// `keep_history` > 0. The new users' ids, in order.
     pub async fn create_users(
         &self,
         users: &[NewUser],
         keep_history: usize,
+        created: &(dyn Fn(&NewUser) -> NewEvent + Sync),
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut ids = Vec::with_capacity(users.len());
         for new in users {
             let id = insert_user(&mut tx, new, now).await?;
+            let event = NewEvent {
+                user_id: Some(id.clone()),
+                ..created(new)
+            };
+            insert_event(&mut *tx, &event, now).await?;
             if let (Some(hash), true) = (&new.password_hash, keep_history > 0) {
                 sqlx::query(
                     "INSERT INTO password_history (user_id, password_hash, created_at) VALUES ($1, $2, $3)",
@@ -251,17 +259,31 @@ impl Store {
         Ok(ids)
     }
 
-    /// Whether `login` cannot be given to a new user: a user has it as username or email (any
-    /// case), or it was a deleted user's username.
-    pub async fn login_unavailable(&self, login: &str) -> Result<bool, StoreError> {
-        let found: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM users WHERE lower(username) = lower($1) OR lower(email) = lower($1) \
-             UNION ALL SELECT username FROM retired_usernames WHERE username = lower($1) LIMIT 1",
-        )
-        .bind(login)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
+    /// Which of `logins` cannot be given to a new user (lower-cased): a user has it as username
+    /// or email (any case), or it was a deleted user's username.
+    pub async fn unavailable_logins(
+        &self,
+        logins: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut taken = std::collections::HashSet::new();
+        for chunk in logins.chunks(200) {
+            let lowered: Vec<String> = chunk.iter().map(|l| l.to_lowercase()).collect();
+            let list = (1..=lowered.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT lower(username) FROM users WHERE lower(username) IN ({list}) \
+                 UNION SELECT lower(email) FROM users WHERE lower(email) IN ({list}) \
+                 UNION SELECT username FROM retired_usernames WHERE username IN ({list})"
+            );
+            let mut query = sqlx::query_scalar::<_, String>(&sql);
+            for login in &lowered {
+                query = query.bind(login);
+            }
+            taken.extend(query.fetch_all(&self.pool).await?);
+        }
+        Ok(taken)
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
