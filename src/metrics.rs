@@ -31,6 +31,10 @@ pub struct Metrics {
     pub uploads: IntCounterVec,
     pub upload_bytes: IntCounter,
     pub tls_certificate_expiry: IntGaugeVec,
+    pub revocation_listener_up: IntGauge,
+    pub revocation_listener_reconnects: IntCounter,
+    pub revocations_received: IntCounter,
+    pub streams_cut: IntCounterVec,
 }
 
 impl Metrics {
@@ -199,6 +203,29 @@ impl Metrics {
             &["name"],
         )?;
         registry.register(Box::new(tls_certificate_expiry.clone()))?;
+        let revocation_listener_up = IntGauge::new(
+            "postern_revocation_listener_up",
+            "1 while this instance hears revocations from other instances (PostgreSQL), else 0",
+        )?;
+        let revocation_listener_reconnects = IntCounter::new(
+            "postern_revocation_listener_reconnects_total",
+            "Times the revocation listener lost its connection (the session cache was flushed)",
+        )?;
+        let revocations_received = IntCounter::new(
+            "postern_revocations_received_total",
+            "Revocation notifications received from the database",
+        )?;
+        let streams_cut = IntCounterVec::new(
+            Opts::new(
+                "postern_streams_cut_total",
+                "Open responses closed because their session or token ended, by reason (revoked, expired)",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(revocation_listener_up.clone()))?;
+        registry.register(Box::new(revocation_listener_reconnects.clone()))?;
+        registry.register(Box::new(revocations_received.clone()))?;
+        registry.register(Box::new(streams_cut.clone()))?;
         registry.register(Box::new(uploads.clone()))?;
         registry.register(Box::new(upload_bytes.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -224,6 +251,10 @@ impl Metrics {
             uploads,
             upload_bytes,
             tls_certificate_expiry,
+            revocation_listener_up,
+            revocation_listener_reconnects,
+            revocations_received,
+            streams_cut,
         })
     }
 
@@ -300,6 +331,10 @@ mod tests {
             &m.uploads,
             &m.upload_bytes,
             &m.tls_certificate_expiry,
+            &m.revocation_listener_up,
+            &m.revocation_listener_reconnects,
+            &m.revocations_received,
+            &m.streams_cut,
         ];
         let mut known: Vec<String> = collectors
             .iter()

@@ -10,7 +10,7 @@ use pingora::protocols::http::ServerSession;
 use crate::config::{Settings, StoreSettings};
 use crate::metrics::Metrics;
 use crate::objects::ObjectStores;
-use crate::services::StoreHandle;
+use crate::services::{ListenerState, StoreHandle};
 use crate::upstream::UpstreamPool;
 
 pub struct OpsApp {
@@ -19,6 +19,8 @@ pub struct OpsApp {
     metrics: Arc<Metrics>,
     store: StoreHandle,
     objects: Arc<ObjectStores>,
+    /// With several instances on one database: whether revocations are heard.
+    revocations: Option<Arc<ListenerState>>,
 }
 
 impl OpsApp {
@@ -28,6 +30,7 @@ impl OpsApp {
         metrics: Arc<Metrics>,
         store: StoreHandle,
         objects: Arc<ObjectStores>,
+        revocations: Option<Arc<ListenerState>>,
     ) -> Self {
         Self {
             settings,
@@ -35,6 +38,18 @@ impl OpsApp {
             metrics,
             store,
             objects,
+            revocations,
+        }
+    }
+
+    /// What is degraded without making the instance unready: it still answers correctly.
+    pub fn readiness_notes(&self) -> Vec<String> {
+        match &self.revocations {
+            Some(state) if !state.connected() => vec![
+                "revocation listener: reconnecting; sessions are read from the database until it is back"
+                    .to_string(),
+            ],
+            _ => Vec::new(),
         }
     }
 
@@ -131,6 +146,7 @@ impl ServeHttp for OpsApp {
                 let body = serde_json::json!({
                     "status": if problems.is_empty() { "ready" } else { "not_ready" },
                     "problems": problems,
+                    "notes": self.readiness_notes(),
                 });
                 reply(status, "application/json", body.to_string().into_bytes())
             }

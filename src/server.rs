@@ -30,10 +30,12 @@ use crate::metrics::Metrics;
 use crate::objects::{LinkSigner, ObjectStores};
 use crate::ops::OpsApp;
 use crate::proxy::assets::Assets;
+use crate::proxy::cut::{Cutter, Watches};
 use crate::proxy::transform::ImageServer;
-use crate::proxy::{Gateway, ObjectServing};
+use crate::proxy::{Gateway, Logins, ObjectServing};
 use crate::services::{
-    CredentialRefresher, DatabaseConnector, DnsRefresher, SessionJanitor, StoreHandle,
+    CredentialRefresher, DatabaseConnector, DnsRefresher, ListenerState, RevocationListener,
+    SessionJanitor, StoreHandle,
 };
 use crate::store::{Store, StoreError};
 use crate::tls::{CertificateReloader, LiveListener};
@@ -398,12 +400,27 @@ pub fn build_server_with_clock(
         metrics.clone(),
         builtin.as_ref().map(|b| b.prefix.as_str()),
     );
+    let watches = Arc::new(Watches::default());
+    server.add_service(background_service(
+        "cut on revoke",
+        Cutter::new(
+            watches.clone(),
+            sessions.clone(),
+            tokens.clone(),
+            clock.clone(),
+            metrics.clone(),
+            settings.sessions.recheck_interval,
+        ),
+    ));
     let gateway = Gateway::new(
         settings.clone(),
         pools.clone(),
         metrics.clone(),
-        sessions,
-        tokens,
+        Logins {
+            sessions: sessions.clone(),
+            tokens: tokens.clone(),
+            watches: watches.clone(),
+        },
         builtin,
         ObjectServing {
             assets,
@@ -437,6 +454,20 @@ pub fn build_server_with_clock(
         CertificateReloader::new(&tls_listeners, metrics.clone(), clock.clone()),
     ));
 
+    let revocations = settings.database.shared.then(|| {
+        let state = Arc::new(ListenerState::default());
+        server.add_service(background_service(
+            "revocations",
+            RevocationListener::new(
+                settings.database.url.clone(),
+                sessions.clone(),
+                tokens.clone(),
+                state.clone(),
+                metrics.clone(),
+            ),
+        ));
+        state
+    });
     let mut ops = Service::new(
         "postern ops".to_string(),
         OpsApp::new(
@@ -445,6 +476,7 @@ pub fn build_server_with_clock(
             metrics.clone(),
             store.clone(),
             stores.clone(),
+            revocations,
         ),
     );
     ops.add_tcp(&settings.ops.listen.to_string());

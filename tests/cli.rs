@@ -199,7 +199,8 @@ fn spawn_serve(cwd: &Path, env: &[(&str, String)], extra_args: &[&str], log_name
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap());
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .envs(common::SHARED_KEY_ENV);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -332,6 +333,7 @@ shutdown_timeout = "1s"
 listen = "127.0.0.1:{ops}"
 [database]
 url = "{database}"
+instances = "one"
 [upstreams.app]
 backends = ["{app}"]
 [[routes]]
@@ -459,7 +461,8 @@ fn serve_exits_1_when_the_database_is_unusable() {
         .env(
             "POSTERN_DATABASE_URL",
             format!("postgres://postern:s3cret@127.0.0.1:{}/none", free_port()),
-        ));
+        )
+        .envs(common::SHARED_KEY_ENV));
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("database postgres://postern:***@127.0.0.1"),

@@ -326,6 +326,7 @@ async fn a_message_that_never_goes_through_is_kept_as_failed_and_can_be_retried(
             .env_remove("POSTERN_CONFIG")
             .env("POSTERN_DATA_DIR", p.data_dir.path())
             .env("POSTERN_DATABASE_URL", &p.database.url)
+            .envs(common::SHARED_KEY_ENV)
             .output()
             .unwrap();
         (

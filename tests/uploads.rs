@@ -1342,6 +1342,7 @@ async fn files_sync_on_the_command_line() {
             .env_remove("POSTERN_CONFIG")
             .env("POSTERN_DATA_DIR", &data)
             .env("POSTERN_DATABASE_URL", &database.url)
+            .envs(common::SHARED_KEY_ENV)
             .output()
             .unwrap();
         assert!(

@@ -36,6 +36,7 @@ impl Cli {
             .env_remove("POSTERN_CONFIG")
             .env("POSTERN_DATA_DIR", &self.data_dir)
             .env("POSTERN_DATABASE_URL", &self.database.url)
+            .envs(common::SHARED_KEY_ENV)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -3,7 +3,7 @@
 //! normally costs no database round trip.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
@@ -39,6 +39,11 @@ pub struct Sessions {
     store: StoreHandle,
     clock: Arc<dyn Clock>,
     cache: moka::sync::Cache<String, Arc<Cached>>,
+    /// Off while revocations from other instances cannot be heard: every check reads the
+    /// database then.
+    cache_on: AtomicBool,
+    /// Woken whenever sessions are revoked here or elsewhere (long responses re-check then).
+    revoked: Arc<tokio::sync::Notify>,
     cache_hits: prometheus::IntCounter,
     cache_misses: prometheus::IntCounter,
 }
@@ -97,6 +102,8 @@ impl Sessions {
             store,
             clock,
             cache,
+            cache_on: AtomicBool::new(true),
+            revoked: Arc::new(tokio::sync::Notify::new()),
             cache_hits: metrics.session_cache.with_label_values(&["hit"]),
             cache_misses: metrics.session_cache.with_label_values(&["miss"]),
         }
@@ -207,7 +214,8 @@ impl Sessions {
 
     /// The session under `id_hash`, from the cache or the database, unless it has expired.
     async fn live(&self, id_hash: &str, now: i64) -> Result<Option<Arc<Cached>>, SessionError> {
-        let cached = match self.cache.get(id_hash) {
+        let cache_on = self.cache_on.load(Ordering::Acquire);
+        let cached = match self.cache.get(id_hash).filter(|_| cache_on) {
             Some(cached) => {
                 self.cache_hits.inc();
                 cached
@@ -216,7 +224,9 @@ impl Sessions {
                 Some(cached) => {
                     self.cache_misses.inc();
                     let cached = Arc::new(cached);
-                    self.cache.insert(id_hash.to_string(), cached.clone());
+                    if cache_on {
+                        self.cache.insert(id_hash.to_string(), cached.clone());
+                    }
                     cached
                 }
                 None => return Ok(None),
@@ -292,7 +302,7 @@ impl Sessions {
 
     /// Ends the session stored under `id_hash` (the one a bearer token was issued from).
     pub async fn destroy_id(&self, id_hash: &str) -> Result<bool, SessionError> {
-        self.cache.invalidate(id_hash);
+        self.forget_session(id_hash);
         Ok(self.store()?.delete_session(id_hash).await?)
     }
 
@@ -306,6 +316,26 @@ impl Sessions {
         {
             tracing::warn!(error = %e, "could not invalidate cached sessions");
         }
+        self.revoked.notify_waiters();
+    }
+
+    /// Drops one cached session on this instance.
+    pub fn forget_session(&self, id_hash: &str) {
+        self.cache.invalidate(id_hash);
+        self.revoked.notify_waiters();
+    }
+
+    /// Turns the cache on or off; either way it starts empty. Off while revocations from other
+    /// instances may be missed, so that no answer rests on what could be stale.
+    pub fn set_cache(&self, on: bool) {
+        self.cache_on.store(on, Ordering::Release);
+        self.cache.invalidate_all();
+        self.revoked.notify_waiters();
+    }
+
+    /// Notified whenever sessions are revoked or the cache is flushed.
+    pub fn revocations(&self) -> Arc<tokio::sync::Notify> {
+        self.revoked.clone()
     }
 
     /// `Set-Cookie` value carrying a new session, for a request that did (`secure_request`) or

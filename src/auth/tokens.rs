@@ -64,6 +64,10 @@ pub struct Claims {
 pub struct VerifiedToken {
     pub principal: Arc<Principal>,
     pub session: Option<String>,
+    /// `exp`, Unix seconds.
+    pub expires_at: i64,
+    /// The user's session epoch the token was issued under.
+    pub epoch: i64,
 }
 
 /// A token as `/token` returns it.
@@ -86,6 +90,8 @@ pub struct Tokens {
     clock: Arc<dyn Clock>,
     store: StoreHandle,
     users: moka::sync::Cache<String, Arc<CachedUser>>,
+    /// Off while revocations from other instances may be missed (see `Sessions::set_cache`).
+    cache_on: std::sync::atomic::AtomicBool,
 }
 
 impl Tokens {
@@ -130,6 +136,7 @@ impl Tokens {
             clock,
             store,
             users,
+            cache_on: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -231,6 +238,8 @@ impl Tokens {
         Ok(VerifiedToken {
             principal: user.principal.clone(),
             session: claims.sid,
+            expires_at: claims.exp,
+            epoch: claims.epoch,
         })
     }
 
@@ -239,8 +248,24 @@ impl Tokens {
         self.users.invalidate(user_id);
     }
 
+    /// Turns the user cache on or off; either way it starts empty.
+    pub fn set_cache(&self, on: bool) {
+        self.cache_on
+            .store(on, std::sync::atomic::Ordering::Release);
+        self.users.invalidate_all();
+    }
+
+    /// Whether `user_id` still has `epoch` and is enabled: a token issued then is still good.
+    pub async fn user_is_current(&self, user_id: &str, epoch: i64) -> Result<bool, TokenError> {
+        Ok(self
+            .current_user(user_id)
+            .await?
+            .is_some_and(|user| user.epoch == epoch))
+    }
+
     async fn current_user(&self, user_id: &str) -> Result<Option<Arc<CachedUser>>, TokenError> {
-        if let Some(cached) = self.users.get(user_id) {
+        let cache_on = self.cache_on.load(std::sync::atomic::Ordering::Acquire);
+        if let Some(cached) = self.users.get(user_id).filter(|_| cache_on) {
             return Ok(Some(cached));
         }
         let store = self.store.load_full().ok_or(TokenError::Unavailable)?;
@@ -254,7 +279,9 @@ impl Tokens {
             epoch: user.session_epoch,
             principal: Arc::new(super::principal_of(&user)),
         });
-        self.users.insert(user_id.to_string(), cached.clone());
+        if cache_on {
+            self.users.insert(user_id.to_string(), cached.clone());
+        }
         Ok(Some(cached))
     }
 }

@@ -129,6 +129,8 @@ pub struct LogSection {
 pub struct DatabaseSection {
     pub url: Option<String>,
     pub max_connections: Option<u32>,
+    /// `"one"` or `"several"` postern instances on this database.
+    pub instances: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -250,6 +252,7 @@ pub struct SessionsSection {
     pub absolute_timeout: Option<String>,
     pub cache_ttl: Option<String>,
     pub touch_interval: Option<String>,
+    pub recheck_interval: Option<String>,
     #[serde(default)]
     pub return_to_hosts: Vec<String>,
 }
@@ -325,6 +328,8 @@ pub struct RouteSection {
     pub inline_types: Option<Vec<String>>,
     pub strict_paths: Option<bool>,
     pub case_insensitive: Option<bool>,
+    /// Close a response that is still running when its session or token ends.
+    pub cut_on_revoke: Option<bool>,
     /// `account-api` routes: `"stormpath"`.
     pub flavor: Option<String>,
     /// `account-api` routes: the base of the `href`s in account JSON.

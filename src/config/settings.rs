@@ -99,6 +99,9 @@ pub struct DatabaseSettings {
     /// `sqlite:///absolute/path.db` or `postgres://…`.
     pub url: String,
     pub max_connections: u32,
+    /// Other postern instances may use this database (PostgreSQL unless told otherwise):
+    /// keys must be shared, and revocations are broadcast.
+    pub shared: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +211,8 @@ pub struct SessionSettings {
     pub absolute_timeout: Duration,
     pub cache_ttl: Duration,
     pub touch_interval: Duration,
+    /// How often running responses re-check their session or token (`cut_on_revoke`).
+    pub recheck_interval: Duration,
     /// Hosts (lower case) that `return_to` may point at besides same-site paths.
     pub return_to_hosts: Vec<String>,
 }
@@ -530,4 +535,6 @@ pub struct RouteSettings {
     pub strict_paths: bool,
     /// Match the path prefix in any letter case (for apps on case-insensitive servers).
     pub case_insensitive: bool,
+    /// A response still running when its session or bearer token ends is closed.
+    pub cut_on_revoke: bool,
 }

@@ -168,6 +168,9 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
         c.report("routes", "at least one route is required");
     }
     let links = link_settings(&mut c, &file);
+    if database.shared {
+        shared_keys_are_set(&mut c, &tokens, &links);
+    }
     let images = image_settings(&mut c, &file, server.threads);
     let mut names = HashSet::new();
     for (i, section) in file.routes.iter().enumerate() {
@@ -395,6 +398,25 @@ pub(crate) fn parse_cidr(text: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{text:?} is not an IP address or CIDR (e.g. \"10.0.0.0/8\")"))
 }
 
+/// Instances on one database must accept each other's tokens and links: a key made at random
+/// per process would not be.
+fn shared_keys_are_set(c: &mut Checker, tokens: &TokenSettings, links: &LinkSettings) {
+    const WHY: &str =
+        "several instances share this database (PostgreSQL) and must accept each other's";
+    if tokens.secret_is_random {
+        c.report(
+            "tokens.secret",
+            format!("set it (the same on every instance, at least 32 bytes): {WHY} bearer tokens (or set database.instances = \"one\")"),
+        );
+    }
+    if links.keys_are_random {
+        c.report(
+            "links.keys",
+            format!("set at least one (the same on every instance, at least 32 bytes): {WHY} signed links (or set database.instances = \"one\")"),
+        );
+    }
+}
+
 fn database_settings(c: &mut Checker, file: &FileConfig, data_dir: &Path) -> DatabaseSettings {
     let d = &file.database;
     let default_url = format!("sqlite://{}", data_dir.join("postern.db").display());
@@ -414,9 +436,30 @@ fn database_settings(c: &mut Checker, file: &FileConfig, data_dir: &Path) -> Dat
     if max_connections == 0 {
         c.report("database.max_connections", "must be at least 1");
     }
+    let postgres = crate::store::backend_of(&url) == Some(crate::store::Backend::Postgres);
+    let shared = match d.instances.as_deref() {
+        None | Some("") => postgres,
+        Some("one") => false,
+        Some("several") if postgres => true,
+        Some("several") => {
+            c.report(
+                "database.instances",
+                "\"several\" needs PostgreSQL: a SQLite file serves one instance",
+            );
+            false
+        }
+        Some(other) => {
+            c.report(
+                "database.instances",
+                format!("{other:?} is not \"one\" or \"several\""),
+            );
+            false
+        }
+    };
     DatabaseSettings {
         url,
         max_connections,
+        shared,
     }
 }
 
@@ -651,6 +694,17 @@ fn session_settings(c: &mut Checker, file: &FileConfig) -> SessionSettings {
         s.touch_interval.as_ref(),
         secs(60),
     );
+    let recheck_interval = c.duration(
+        "sessions.recheck_interval",
+        s.recheck_interval.as_ref(),
+        secs(5),
+    );
+    if recheck_interval < Duration::from_millis(100) || recheck_interval > secs(300) {
+        c.report(
+            "sessions.recheck_interval",
+            "must be from 100ms to 5m: how long a response may outlive its session",
+        );
+    }
     let return_to_hosts = s
         .return_to_hosts
         .iter()
@@ -687,6 +741,7 @@ fn session_settings(c: &mut Checker, file: &FileConfig) -> SessionSettings {
         absolute_timeout,
         cache_ttl,
         touch_interval,
+        recheck_interval,
         return_to_hosts,
     }
 }
@@ -1531,6 +1586,7 @@ fn route_settings(
         target: target?,
         strict_paths: r.strict_paths.unwrap_or(true),
         case_insensitive: r.case_insensitive.unwrap_or(false),
+        cut_on_revoke: r.cut_on_revoke.unwrap_or(true),
     })
 }
 

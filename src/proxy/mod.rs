@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod body;
+pub mod cut;
 pub mod headers;
 pub mod respond;
 pub mod transform;
@@ -47,6 +48,7 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     sessions: Arc<Sessions>,
     tokens: Arc<Tokens>,
+    watches: Arc<cut::Watches>,
     builtin: Option<Builtin>,
     assets: Assets,
     images: ImageServer,
@@ -103,6 +105,17 @@ pub struct RequestCtx {
     current_backend: Option<usize>,
     /// Set when postern itself decided the request's fate before or instead of the upstream.
     failure: Option<GatewayError>,
+    /// The bearer token's user epoch and expiry, when a token let the request in.
+    bearer_grant: Option<(i64, i64)>,
+    /// A running response watched for the end of its login (`cut_on_revoke`).
+    watch: Option<cut::WatchGuard>,
+}
+
+/// How logins are checked: sessions, bearer tokens, and the watch on running responses.
+pub struct Logins {
+    pub sessions: Arc<Sessions>,
+    pub tokens: Arc<Tokens>,
+    pub watches: Arc<cut::Watches>,
 }
 
 impl Gateway {
@@ -110,8 +123,7 @@ impl Gateway {
         settings: Arc<Settings>,
         pools: Vec<Arc<UpstreamPool>>,
         metrics: Arc<Metrics>,
-        sessions: Arc<Sessions>,
-        tokens: Arc<Tokens>,
+        logins: Logins,
         builtin: Option<Builtin>,
         objects: ObjectServing,
     ) -> Self {
@@ -120,6 +132,11 @@ impl Gateway {
             images,
             files,
         } = objects;
+        let Logins {
+            sessions,
+            tokens,
+            watches,
+        } = logins;
         let routes = RouteTable::new(&settings.routes);
         let mut owned_headers: Vec<header::HeaderName> = settings
             .identity_headers
@@ -143,6 +160,7 @@ impl Gateway {
             metrics,
             sessions,
             tokens,
+            watches,
             builtin,
             assets,
             images,
@@ -292,7 +310,7 @@ impl Gateway {
     async fn authenticate_bearer(
         &self,
         token: &str,
-    ) -> Result<(Arc<Principal>, Option<String>), GatewayError> {
+    ) -> Result<(Arc<Principal>, Option<String>, (i64, i64)), GatewayError> {
         let verified = match self.tokens.verify(token).await {
             Ok(verified) => verified,
             Err(TokenError::Invalid) => return Err(GatewayError::InvalidToken),
@@ -304,11 +322,12 @@ impl Gateway {
                 return Err(GatewayError::Unavailable("the user database"));
             }
         };
+        let grant = (verified.epoch, verified.expires_at);
         let Some(session) = verified.session else {
-            return Ok((verified.principal, None));
+            return Ok((verified.principal, None, grant));
         };
         match self.sessions.is_live(&session).await {
-            Ok(true) => Ok((verified.principal, Some(session))),
+            Ok(true) => Ok((verified.principal, Some(session), grant)),
             Ok(false) => Err(GatewayError::InvalidToken),
             Err(SessionError::Unavailable) => Err(GatewayError::Unavailable("the user database")),
             Err(SessionError::Store(e)) => {
@@ -316,6 +335,27 @@ impl Gateway {
                 Err(GatewayError::Unavailable("the user database"))
             }
         }
+    }
+
+    /// Watches the request for the end of the login it came in on (`cut_on_revoke`).
+    fn watch(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        principal: &Principal,
+        cookie_token: Option<&str>,
+    ) -> Option<cut::WatchGuard> {
+        let grant = match ctx.bearer_grant {
+            Some((epoch, expires_at)) => cut::Grant::Token {
+                user_id: principal.user_id.clone(),
+                epoch,
+                expires_at,
+                session: ctx.bearer_session.clone(),
+            },
+            None => cut::Grant::Session(self.sessions.id_of(cookie_token?)?),
+        };
+        self.watches
+            .watch(grant, cut::client_socket_cookie(session)?)
     }
 
     /// The principal behind the session cookie, if any.
@@ -989,6 +1029,8 @@ impl ProxyHttp for Gateway {
             attempts: 0,
             current_backend: None,
             failure: None,
+            bearer_grant: None,
+            watch: None,
         }
     }
 
@@ -1046,9 +1088,10 @@ impl ProxyHttp for Gateway {
         let bearer = headers::bearer_token(session.req_header()).map(str::to_owned);
         let principal = match &bearer {
             Some(bearer) => match self.authenticate_bearer(bearer).await {
-                Ok((principal, from_session)) => {
+                Ok((principal, from_session, grant)) => {
                     ctx.bearer_consumed = true;
                     ctx.bearer_session = from_session;
+                    ctx.bearer_grant = Some(grant);
                     Some(principal)
                 }
                 Err(err) => return self.answer(session, ctx, err).await,
@@ -1119,6 +1162,11 @@ impl ProxyHttp for Gateway {
             Decision::Allow => {}
             Decision::Unauthenticated => return self.login_required(session, ctx).await,
             Decision::Forbidden => return self.answer(session, ctx, GatewayError::Forbidden).await,
+        }
+        if route.cut_on_revoke
+            && let Some(p) = principal.as_deref()
+        {
+            ctx.watch = self.watch(session, ctx, p, token.as_deref());
         }
         if let RouteTarget::Assets(asset_route) = &route.target {
             return self

@@ -4,8 +4,10 @@ mod credentials;
 mod database;
 mod dns;
 mod janitor;
+mod revocations;
 
 pub use credentials::CredentialRefresher;
 pub use database::{DatabaseConnector, StoreHandle};
 pub use dns::DnsRefresher;
 pub use janitor::SessionJanitor;
+pub use revocations::{ListenerState, RevocationListener};

@@ -66,6 +66,19 @@ impl ShutdownSignalWatch for ChannelSignal {
     }
 }
 
+/// The keys the built-in config reads from the environment that instances on one PostgreSQL
+/// database must share (`postern check` refuses PostgreSQL without them).
+pub const SHARED_KEY_ENV: [(&str, &str); 2] = [
+    (
+        "POSTERN_JWT_SECRET",
+        "test-jwt-secret-shared-by-instances-0123456789",
+    ),
+    (
+        "POSTERN_LINK_KEY",
+        "test-link-key-shared-by-instances-0123456789",
+    ),
+];
+
 /// The base URL of the PostgreSQL database to test against, when the PostgreSQL variant runs.
 pub fn postgres_base_url() -> Option<String> {
     std::env::var("POSTERN_TEST_DATABASE_URL")
@@ -207,7 +220,7 @@ impl Postern {
         let config = if config.contains("[database]") {
             config.to_string()
         } else {
-            format!("{config}\n[database]\nurl = \"${{TEST_DATABASE_URL}}\"\n")
+            format!("{config}\n[database]\nurl = \"${{TEST_DATABASE_URL}}\"\ninstances = \"one\"\n")
         };
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let ops_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();

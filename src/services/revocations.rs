@@ -1,0 +1,171 @@
+//! Revocations from other instances (PostgreSQL): a `LISTEN postern_revocations` connection
+//! whose notifications, sent by triggers on every change that ends sessions or changes what a
+//! user may do (`migrations/postgres/0006_revocations.sql`), drop the affected cache entries
+//! here. While the connection is down the session and token caches are off (every check reads
+//! the database), so a notification lost in the gap cannot leave a revoked session usable; the
+//! connection is re-made with backoff.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+
+use crate::auth::{Sessions, Tokens};
+use crate::metrics::Metrics;
+
+pub const CHANNEL: &str = "postern_revocations";
+/// The listener connection's `application_name`, so an operator can tell it apart.
+pub const APPLICATION_NAME: &str = "postern-revocations";
+
+/// Whether this instance currently hears revocations (for `/readyz`).
+#[derive(Default)]
+pub struct ListenerState {
+    connected: AtomicBool,
+}
+
+impl ListenerState {
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+}
+
+/// What a notification asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Revocation<'a> {
+    User(&'a str),
+    Session(&'a str),
+}
+
+impl<'a> Revocation<'a> {
+    pub fn parse(payload: &'a str) -> Option<Self> {
+        match payload.split_once(':')? {
+            ("u", id) if !id.is_empty() => Some(Self::User(id)),
+            ("s", hash) if !hash.is_empty() => Some(Self::Session(hash)),
+            _ => None,
+        }
+    }
+}
+
+pub struct RevocationListener {
+    url: String,
+    sessions: Arc<Sessions>,
+    tokens: Arc<Tokens>,
+    state: Arc<ListenerState>,
+    metrics: Arc<Metrics>,
+}
+
+impl RevocationListener {
+    /// Until it first connects, this instance's caches are off.
+    pub fn new(
+        url: String,
+        sessions: Arc<Sessions>,
+        tokens: Arc<Tokens>,
+        state: Arc<ListenerState>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let listener = Self {
+            url,
+            sessions,
+            tokens,
+            state,
+            metrics,
+        };
+        listener.set_connected(false);
+        listener
+    }
+
+    fn set_connected(&self, up: bool) {
+        self.sessions.set_cache(up);
+        self.tokens.set_cache(up);
+        self.state.connected.store(up, Ordering::Release);
+        self.metrics.revocation_listener_up.set(i64::from(up));
+    }
+
+    async fn connect(&self) -> Result<PgListener, sqlx::Error> {
+        let options = PgConnectOptions::from_str(&self.url)?.application_name(APPLICATION_NAME);
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        let mut listener = PgListener::connect_with(&pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(listener)
+    }
+
+    fn apply(&self, payload: &str) {
+        self.metrics.revocations_received.inc();
+        match Revocation::parse(payload) {
+            Some(Revocation::User(id)) => {
+                self.sessions.forget_user(id);
+                self.tokens.forget_user(id);
+            }
+            Some(Revocation::Session(hash)) => self.sessions.forget_session(hash),
+            None => tracing::warn!(payload, "unknown revocation notification"),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for RevocationListener {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.connect().await {
+                Ok(mut listener) => {
+                    delay = Duration::from_millis(100);
+                    self.set_connected(true);
+                    tracing::info!("listening for revocations from other instances");
+                    loop {
+                        tokio::select! {
+                            received = listener.try_recv() => match received {
+                                Ok(Some(notification)) => self.apply(notification.payload()),
+                                Ok(None) => break,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "revocation listener failed");
+                                    break;
+                                }
+                            },
+                            _ = shutdown.changed() => return,
+                        }
+                    }
+                    self.set_connected(false);
+                    self.metrics.revocation_listener_reconnects.inc();
+                    tracing::warn!(
+                        "lost the revocation listener: session cache off until it is back"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?delay, "revocation listener cannot connect")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => return,
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_a_user_or_a_session() {
+        assert_eq!(Revocation::parse("u:abc"), Some(Revocation::User("abc")));
+        assert_eq!(
+            Revocation::parse("s:0f0f"),
+            Some(Revocation::Session("0f0f"))
+        );
+        assert_eq!(Revocation::parse("u:"), None);
+        assert_eq!(Revocation::parse("x:1"), None);
+        assert_eq!(Revocation::parse("nothing"), None);
+    }
+}
