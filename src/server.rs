@@ -362,7 +362,11 @@ pub fn build_server_with_clock(
             sessions: sessions.clone(),
             passwords: passwords.clone(),
             tokens: tokens.clone(),
-            lockout: Lockout::new(settings.lockout.clone()),
+            lockout: if settings.database.shared {
+                Lockout::shared(settings.lockout.clone(), store.clone())
+            } else {
+                Lockout::new(settings.lockout.clone())
+            },
             store: store.clone(),
             metrics: metrics.clone(),
             body_timeout: settings.server.client_timeout,

@@ -1,7 +1,12 @@
 //! Brute-force protection for the login endpoint: failures counted per user and per client IP
-//! within a window, and a per-IP rate limit on login attempts. Counters live in memory (per
-//! instance); a user's lock is written to the database so that it holds on every instance and
-//! `postern user unlock` can lift it.
+//! within a window, and a per-IP rate limit on login attempts. A user's lock is written to the
+//! database so that it holds on every instance and `postern user unlock` can lift it.
+//!
+//! The counters live in memory on a single instance. With several instances on one PostgreSQL
+//! database they live in the database instead (`Lockout::shared`), so N instances do not allow
+//! N times the attempts: the rate limit is then counted per minute from an address's first
+//! attempt (a window, not a token bucket), and a database that cannot be reached falls back to
+//! this instance's own counters.
 
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -133,6 +138,8 @@ impl RateLimiter {
 
 pub struct Lockout {
     settings: LockoutSettings,
+    /// The database the counters are shared through, with several instances.
+    shared: Option<crate::services::StoreHandle>,
     users: WindowCounter<String>,
     addresses: WindowCounter<IpAddr>,
     /// Addresses blocked after too many failures, with the time the block ends.
@@ -160,11 +167,56 @@ impl Lockout {
                 buckets: bounded_cache(capacity, 60),
             },
             settings,
+            shared: None,
         }
     }
 
+    /// Counters kept in the database `store`, for every instance that uses it.
+    pub fn shared(settings: LockoutSettings, store: crate::services::StoreHandle) -> Self {
+        Self {
+            shared: Some(store),
+            ..Self::new(settings)
+        }
+    }
+
+    fn shared_store(&self) -> Option<std::sync::Arc<crate::store::Store>> {
+        self.shared.as_ref()?.load_full()
+    }
+
     /// Before a login attempt from `ip`: the rate limit, and the per-address failure block.
-    pub fn admit(&self, ip: Option<IpAddr>, now: i64) -> Admission {
+    pub async fn admit(&self, ip: Option<IpAddr>, now: i64) -> Admission {
+        if let Some(store) = self.shared_store() {
+            match self.admit_shared(&store, ip, now).await {
+                Ok(admission) => return admission,
+                Err(e) => tracing::warn!(error = %e, "shared login limits unavailable: counting here"),
+            }
+        }
+        self.admit_here(ip, now)
+    }
+
+    async fn admit_shared(
+        &self,
+        store: &crate::store::Store,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Admission, crate::store::StoreError> {
+        let key = address_key(ip).to_string();
+        if let Some(until) = store.blocked_until(&key, now).await? {
+            return Ok(Admission::Limited {
+                retry_after: (until - now).max(1),
+            });
+        }
+        let (hits, started) = store.count_in_window("rate", &key, now, 60).await?;
+        Ok(if hits > i64::from(self.settings.login_rate_per_minute) {
+            Admission::Limited {
+                retry_after: (started + 60 - now).max(1),
+            }
+        } else {
+            Admission::Allowed
+        })
+    }
+
+    fn admit_here(&self, ip: Option<IpAddr>, now: i64) -> Admission {
         let key = address_key(ip);
         if let Some(until) = self.blocked.get(&key)
             && now < until
@@ -177,7 +229,48 @@ impl Lockout {
     }
 
     /// Records a failed login. Returns `Some(until)` when the user must now be locked.
-    pub fn failed(&self, user_id: Option<&str>, ip: Option<IpAddr>, now: i64) -> Option<i64> {
+    pub async fn failed(&self, user_id: Option<&str>, ip: Option<IpAddr>, now: i64) -> Option<i64> {
+        if let Some(store) = self.shared_store() {
+            match self.failed_shared(&store, user_id, ip, now).await {
+                Ok(locked) => return locked,
+                Err(e) => tracing::warn!(error = %e, "shared login limits unavailable: counting here"),
+            }
+        }
+        self.failed_here(user_id, ip, now)
+    }
+
+    async fn failed_shared(
+        &self,
+        store: &crate::store::Store,
+        user_id: Option<&str>,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Option<i64>, crate::store::StoreError> {
+        let s = &self.settings;
+        let lock_for = s.lock_for.as_secs() as i64;
+        let address_window = s.lock_for.as_secs().max(s.window.as_secs()) as i64;
+        let key = address_key(ip).to_string();
+        let (hits, _) = store
+            .count_in_window("address_failures", &key, now, address_window)
+            .await?;
+        if hits >= i64::from(s.ip_max_failures) {
+            store.clear_count("address_failures", &key).await?;
+            store.block(&key, now + lock_for).await?;
+        }
+        let Some(user_id) = user_id else {
+            return Ok(None);
+        };
+        let (hits, _) = store
+            .count_in_window("user_failures", user_id, now, s.window.as_secs() as i64)
+            .await?;
+        if hits >= i64::from(s.max_failures) {
+            store.clear_count("user_failures", user_id).await?;
+            return Ok(Some(now + lock_for));
+        }
+        Ok(None)
+    }
+
+    fn failed_here(&self, user_id: Option<&str>, ip: Option<IpAddr>, now: i64) -> Option<i64> {
         let key = address_key(ip);
         if self.addresses.add(key, now) >= self.settings.ip_max_failures {
             self.addresses.clear(&key);
@@ -192,7 +285,12 @@ impl Lockout {
         None
     }
 
-    pub fn succeeded(&self, user_id: &str) {
+    pub async fn succeeded(&self, user_id: &str) {
+        if let Some(store) = self.shared_store()
+            && let Err(e) = store.clear_count("user_failures", user_id).await
+        {
+            tracing::warn!(error = %e, "could not clear a user's shared failure count");
+        }
         self.users.clear(&user_id.to_string());
     }
 }
@@ -220,32 +318,32 @@ mod tests {
     #[test]
     fn users_lock_after_n_failures_within_the_window() {
         let l = lockout();
-        assert_eq!(l.failed(Some("u"), ip("1.1.1.1"), 0), None);
-        assert_eq!(l.failed(Some("u"), ip("1.1.1.2"), 10), None);
-        assert_eq!(l.failed(Some("u"), ip("1.1.1.3"), 20), Some(920));
-        assert_eq!(l.failed(Some("v"), ip("1.1.1.3"), 0), None);
+        assert_eq!(l.failed_here(Some("u"), ip("1.1.1.1"), 0), None);
+        assert_eq!(l.failed_here(Some("u"), ip("1.1.1.2"), 10), None);
+        assert_eq!(l.failed_here(Some("u"), ip("1.1.1.3"), 20), Some(920));
+        assert_eq!(l.failed_here(Some("v"), ip("1.1.1.3"), 0), None);
         assert_eq!(
-            l.failed(Some("v"), ip("1.1.1.3"), 700),
+            l.failed_here(Some("v"), ip("1.1.1.3"), 700),
             None,
             "the window restarted"
         );
-        l.succeeded("v");
-        assert_eq!(l.failed(Some("v"), ip("1.1.1.3"), 701), None);
+        l.users.clear(&"v".to_string());
+        assert_eq!(l.failed_here(Some("v"), ip("1.1.1.3"), 701), None);
     }
 
     #[test]
     fn addresses_with_many_failures_are_blocked() {
         let l = lockout();
         for i in 0..5 {
-            l.failed(Some(&format!("user{i}")), ip("9.9.9.9"), i);
+            l.failed_here(Some(&format!("user{i}")), ip("9.9.9.9"), i);
         }
         assert!(matches!(
-            l.admit(ip("9.9.9.9"), 10),
+            l.admit_here(ip("9.9.9.9"), 10),
             Admission::Limited { .. }
         ));
-        assert_eq!(l.admit(ip("8.8.8.8"), 10), Admission::Allowed);
+        assert_eq!(l.admit_here(ip("8.8.8.8"), 10), Admission::Allowed);
         assert_eq!(
-            l.admit(ip("9.9.9.9"), 2000),
+            l.admit_here(ip("9.9.9.9"), 2000),
             Admission::Allowed,
             "the block ends"
         );
@@ -255,26 +353,26 @@ mod tests {
     fn the_rate_limit_refills_over_time() {
         let l = lockout();
         for _ in 0..6 {
-            assert_eq!(l.admit(ip("7.7.7.7"), 100), Admission::Allowed);
+            assert_eq!(l.admit_here(ip("7.7.7.7"), 100), Admission::Allowed);
         }
-        let Admission::Limited { retry_after } = l.admit(ip("7.7.7.7"), 100) else {
+        let Admission::Limited { retry_after } = l.admit_here(ip("7.7.7.7"), 100) else {
             panic!("limited")
         };
         assert_eq!(retry_after, 10);
-        assert_eq!(l.admit(ip("7.7.7.7"), 110), Admission::Allowed);
+        assert_eq!(l.admit_here(ip("7.7.7.7"), 110), Admission::Allowed);
     }
 
     #[test]
     fn ipv6_clients_are_counted_by_their_64() {
         let l = lockout();
         for i in 0..5 {
-            l.failed(None, ip(&format!("2001:db8:1:2::{i:x}")), i);
+            l.failed_here(None, ip(&format!("2001:db8:1:2::{i:x}")), i);
         }
         assert!(matches!(
-            l.admit(ip("2001:db8:1:2:ffff::1"), 10),
+            l.admit_here(ip("2001:db8:1:2:ffff::1"), 10),
             Admission::Limited { .. }
         ));
-        assert_eq!(l.admit(ip("2001:db8:1:3::1"), 10), Admission::Allowed);
+        assert_eq!(l.admit_here(ip("2001:db8:1:3::1"), 10), Admission::Allowed);
         assert_eq!(
             address_key(ip("::ffff:1.2.3.4")),
             "1.2.3.4".parse::<IpAddr>().unwrap()
@@ -292,13 +390,13 @@ mod tests {
         };
         let l = Lockout::with_capacity(settings, 64);
         for i in 0..5 {
-            l.failed(None, ip("9.9.9.9"), i);
+            l.failed_here(None, ip("9.9.9.9"), i);
         }
         for i in 0..5_000u32 {
-            l.failed(None, Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))), 10);
+            l.failed_here(None, Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))), 10);
             if i % 500 == 0 {
                 assert!(
-                    matches!(l.admit(ip("9.9.9.9"), 10), Admission::Limited { .. }),
+                    matches!(l.admit_here(ip("9.9.9.9"), 10), Admission::Limited { .. }),
                     "after {i}"
                 );
             }
@@ -309,7 +407,7 @@ mod tests {
             "the counters stay bounded"
         );
         assert!(matches!(
-            l.admit(ip("9.9.9.9"), 10),
+            l.admit_here(ip("9.9.9.9"), 10),
             Admission::Limited { .. }
         ));
     }

@@ -541,7 +541,7 @@ impl Builtin {
         {
             tracing::warn!(error = %e, "could not upgrade a password hash");
         }
-        self.lockout.succeeded(&user.id);
+        self.lockout.succeeded(&user.id).await;
         self.count_attempt("success");
         Ok(user.clone())
     }
@@ -572,6 +572,7 @@ impl Builtin {
         if let Some(locked) = self
             .lockout
             .failed(user.map(|u| u.id.as_str()), caller.ip, now)
+            .await
             && let Some(u) = user
         {
             if let Err(e) = store.set_locked_until(&u.id, Some(locked)).await {
@@ -588,8 +589,8 @@ impl Builtin {
         }
     }
 
-    fn rate_limit(&self, caller: &Caller) -> Result<(), GatewayError> {
-        match self.lockout.admit(caller.ip, self.sessions.now()) {
+    async fn rate_limit(&self, caller: &Caller) -> Result<(), GatewayError> {
+        match self.lockout.admit(caller.ip, self.sessions.now()).await {
             Admission::Allowed => Ok(()),
             Admission::Limited { retry_after } => {
                 self.count_attempt("rate_limited");
@@ -599,7 +600,7 @@ impl Builtin {
     }
 
     async fn login(&self, session: &mut Session, caller: Caller) -> Result<(), GatewayError> {
-        self.rate_limit(&caller)?;
+        self.rate_limit(&caller).await?;
         let creds = self.read_credentials(session).await?;
         let user_agent = Self::user_agent(session);
         let user = match self
@@ -723,7 +724,7 @@ impl Builtin {
                 .contains_key(header::TRANSFER_ENCODING);
         let user_agent = Self::user_agent(session);
         let (user, from_session) = if has_body {
-            self.rate_limit(&caller)?;
+            self.rate_limit(&caller).await?;
             let creds = self.read_credentials(session).await?;
             if creds.from_form {
                 return Err(GatewayError::UnsupportedMediaType);

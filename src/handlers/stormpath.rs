@@ -438,7 +438,7 @@ impl Builtin {
         caller: Caller,
         api: &AccountApi,
     ) -> Result<(), GatewayError> {
-        self.rate_limit(&caller)?;
+        self.rate_limit(&caller).await?;
         let body = self.read_json(session).await?;
         let creds = Credentials {
             login: text(&body, &["login", "username", "email"]).unwrap_or_default(),
@@ -676,7 +676,7 @@ impl Builtin {
         let user_agent = Self::user_agent(session);
         let (user, refresh_token) = match params.get("grant_type").map(String::as_str) {
             Some("password") => {
-                self.rate_limit(&caller)?;
+                self.rate_limit(&caller).await?;
                 let creds = Credentials {
                     login: params
                         .get("username")

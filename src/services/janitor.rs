@@ -45,6 +45,10 @@ impl SessionJanitor {
         if let Err(e) = store.prune_mail(now - 30 * 86_400).await {
             tracing::warn!(error = %e, "could not prune the mail queue");
         }
+        // Shared login counters (PostgreSQL): windows of a week at most matter.
+        if let Err(e) = store.prune_limits(now, now - 7 * 86_400).await {
+            tracing::warn!(error = %e, "could not prune the login counters");
+        }
         match store.count_active_sessions(now).await {
             Ok(n) => self.metrics.sessions_active.set(n),
             Err(e) => tracing::warn!(error = %e, "could not count sessions"),

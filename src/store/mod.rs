@@ -4,6 +4,7 @@
 mod accounts;
 mod events;
 mod files;
+mod limits;
 mod mail;
 mod sessions;
 mod users;
@@ -136,6 +137,10 @@ impl Store {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
