@@ -124,7 +124,7 @@ impl Metrics {
         let image_cache = IntCounterVec::new(
             Opts::new(
                 "postern_image_cache_total",
-                "Transformed images served from the result cache (hit) or computed (miss)",
+                "Transformed images served from the result cache (hit), read from the shared store (shared) or computed (miss)",
             ),
             &["result"],
         )?;

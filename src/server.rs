@@ -25,6 +25,7 @@ use crate::handlers::admin_files::AdminFiles;
 use crate::handlers::console::{Console, ThumbnailRoute};
 use crate::handlers::files::FileApi;
 use crate::images::Images;
+use crate::images::shared::SharedVariants;
 use crate::mail::{LinkBase, MailWorker, Mailer, Transport};
 use crate::metrics::Metrics;
 use crate::objects::{LinkSigner, ObjectStores};
@@ -329,7 +330,16 @@ pub fn build_server_with_clock(
         metrics.clone(),
     )?;
     let image_work = Arc::new(Images::new(settings.images.clone(), metrics.clone()));
-    let images = ImageServer::new(image_work.clone(), clock.clone());
+    let shared_variants = settings.images.shared.clone().map(|shared| {
+        Arc::new(SharedVariants::new(
+            shared,
+            settings.links.keys.first().cloned().unwrap_or_default(),
+            stores.clone(),
+            store.clone(),
+            clock.clone(),
+        ))
+    });
+    let images = ImageServer::new(image_work.clone(), clock.clone(), shared_variants);
     let files = Arc::new(Files::new(
         store.clone(),
         stores.clone(),
@@ -464,6 +474,7 @@ pub fn build_server_with_clock(
             "revocations",
             RevocationListener::new(
                 settings.database.url.clone(),
+                &settings.server.listen.to_string(),
                 sessions.clone(),
                 tokens.clone(),
                 state.clone(),

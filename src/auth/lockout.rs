@@ -188,7 +188,9 @@ impl Lockout {
         if let Some(store) = self.shared_store() {
             match self.admit_shared(&store, ip, now).await {
                 Ok(admission) => return admission,
-                Err(e) => tracing::warn!(error = %e, "shared login limits unavailable: counting here"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared login limits unavailable: counting here")
+                }
             }
         }
         self.admit_here(ip, now)
@@ -233,7 +235,9 @@ impl Lockout {
         if let Some(store) = self.shared_store() {
             match self.failed_shared(&store, user_id, ip, now).await {
                 Ok(locked) => return locked,
-                Err(e) => tracing::warn!(error = %e, "shared login limits unavailable: counting here"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared login limits unavailable: counting here")
+                }
             }
         }
         self.failed_here(user_id, ip, now)

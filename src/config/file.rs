@@ -62,6 +62,10 @@ pub struct ImagesSection {
     pub quality: Option<u8>,
     #[serde(default)]
     pub presets: BTreeMap<String, PresetSection>,
+    /// A store transformed images are written back to and read from, for every instance.
+    pub shared_store: Option<String>,
+    pub shared_prefix: Option<String>,
+    pub shared_max_size: Option<SizeValue>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -44,6 +44,18 @@ pub struct ImageSettings {
     pub max_source_pixels: u64,
     pub bounds: crate::images::params::Bounds,
     pub presets: std::collections::BTreeMap<String, crate::images::params::Transform>,
+    /// Transformed images shared through a store, so that N instances render each once.
+    pub shared: Option<SharedVariantSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SharedVariantSettings {
+    /// The store's index in `Settings::stores`.
+    pub store: usize,
+    /// Key prefix, ending in `/`.
+    pub prefix: String,
+    /// The most bytes kept; the least recently used go first.
+    pub max_size: u64,
 }
 
 impl Settings {

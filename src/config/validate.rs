@@ -171,7 +171,14 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
     if database.shared {
         shared_keys_are_set(&mut c, &tokens, &links);
     }
-    let images = image_settings(&mut c, &file, server.threads);
+    let mut images = image_settings(&mut c, &file, server.threads);
+    images.shared = shared_variant_settings(&mut c, &file, &stores);
+    if images.shared.is_some() && links.keys_are_random {
+        c.report(
+            "images.shared_store",
+            "needs links.keys: shared variants are named under the first link key, which must outlive the process (and be the same on every instance)",
+        );
+    }
     let mut names = HashSet::new();
     for (i, section) in file.routes.iter().enumerate() {
         let name = route_name(i, section);
@@ -1088,6 +1095,56 @@ fn valid_bucket_name(name: &str) -> bool {
         && name.ends_with(|ch: char| ch.is_ascii_alphanumeric())
 }
 
+fn shared_variant_settings(
+    c: &mut Checker,
+    file: &FileConfig,
+    stores: &[StoreSettings],
+) -> Option<SharedVariantSettings> {
+    let s = &file.images;
+    let Some(name) = s.shared_store.as_deref().filter(|n| !n.is_empty()) else {
+        if s.shared_prefix.is_some() || s.shared_max_size.is_some() {
+            c.report(
+                "images.shared_store",
+                "required with shared_prefix or shared_max_size",
+            );
+        }
+        return None;
+    };
+    let Some(store) = stores.iter().position(|st| st.name() == name) else {
+        c.report(
+            "images.shared_store",
+            format!("{name:?} is not a store in [stores]"),
+        );
+        return None;
+    };
+    let prefix = s
+        .shared_prefix
+        .clone()
+        .unwrap_or_else(|| "postern-variants/".to_string());
+    let plain = prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+    if !plain || !prefix.ends_with('/') || prefix.starts_with('/') || prefix.contains("..") {
+        c.report(
+            "images.shared_prefix",
+            "must be a relative key prefix of letters, digits, '.', '_', '-' and '/', ending in '/'",
+        );
+    }
+    let max_size = c.size(
+        "images.shared_max_size",
+        s.shared_max_size.as_ref(),
+        1 << 30,
+    );
+    if max_size == 0 {
+        c.report("images.shared_max_size", "must be more than 0");
+    }
+    Some(SharedVariantSettings {
+        store,
+        prefix,
+        max_size,
+    })
+}
+
 fn image_settings(c: &mut Checker, file: &FileConfig, threads: usize) -> ImageSettings {
     use crate::images::params::{self, Bounds, Policy};
     let s = &file.images;
@@ -1163,6 +1220,7 @@ fn image_settings(c: &mut Checker, file: &FileConfig, threads: usize) -> ImageSe
         },
         bounds,
         presets,
+        shared: None,
     }
 }
 

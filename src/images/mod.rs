@@ -4,6 +4,7 @@
 pub mod params;
 pub mod pipeline;
 pub mod pool;
+pub mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,8 +105,40 @@ impl Images {
         self.variants.invalidate(variant_key);
     }
 
-    fn result_key(variant_key: &str, source_etag: &str) -> String {
+    /// The cache key of a variant of one version of its source.
+    pub fn result_key(variant_key: &str, source_etag: &str) -> String {
         format!("{variant_key}\n{source_etag}")
+    }
+
+    /// A variant's ETag: the same on every instance, for the same source version.
+    fn etag_of(result_key: &str) -> String {
+        format!(
+            "\"i-{}\"",
+            URL_SAFE_NO_PAD.encode(&Sha256::digest(result_key.as_bytes())[..18])
+        )
+    }
+
+    /// Takes in a variant another instance rendered (read from the shared store).
+    pub async fn adopt(
+        &self,
+        variant_key: &str,
+        source_etag: &str,
+        bytes: Bytes,
+        content_type: &'static str,
+    ) -> Arc<Rendered> {
+        let result_key = Self::result_key(variant_key, source_etag);
+        let rendered = Arc::new(Rendered {
+            bytes,
+            content_type,
+            etag: Self::etag_of(&result_key),
+        });
+        self.metrics
+            .image_cache
+            .with_label_values(&["shared"])
+            .inc();
+        self.results.insert(result_key, rendered.clone()).await;
+        self.remember(variant_key, source_etag, &rendered);
+        rendered
     }
 
     /// The cached output for a variant of this source, if any.
@@ -137,7 +170,7 @@ impl Images {
     }
 
     /// Renders (or finds) the variant for `source`. Identical concurrent requests share one
-    /// computation.
+    /// computation. With whether this call rendered it.
     pub async fn render(
         self: &Arc<Self>,
         variant_key: &str,
@@ -145,20 +178,19 @@ impl Images {
         source: Bytes,
         transform: &Transform,
         takes_webp: bool,
-    ) -> Result<Arc<Rendered>, RenderError> {
+    ) -> Result<(Arc<Rendered>, bool), RenderError> {
         let result_key = Self::result_key(variant_key, source_etag);
         if let Some(hit) = self.results.get(&result_key).await {
             self.count_cache(true);
             self.remember(variant_key, source_etag, &hit);
-            return Ok(hit);
+            return Ok((hit, false));
         }
         self.count_cache(false);
         let this = self.clone();
         let transform = transform.clone();
-        let etag = format!(
-            "\"i-{}\"",
-            URL_SAFE_NO_PAD.encode(&Sha256::digest(result_key.as_bytes())[..18])
-        );
+        let etag = Self::etag_of(&result_key);
+        let rendered_here = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = rendered_here.clone();
         let rendered = self
             .results
             .try_get_with(result_key.clone(), async move {
@@ -167,6 +199,7 @@ impl Images {
                     .pool
                     .run(move || pipeline::transform(&source, &transform, takes_webp, &limits))
                     .await??;
+                flag.store(true, std::sync::atomic::Ordering::Release);
                 this.observe("decode", timings.decode);
                 this.observe("resize", timings.resize);
                 this.observe("encode", timings.encode);
@@ -179,7 +212,10 @@ impl Images {
             .await
             .map_err(|e: Arc<RenderError>| (*e).clone())?;
         self.remember(variant_key, source_etag, &rendered);
-        Ok(rendered)
+        Ok((
+            rendered,
+            rendered_here.load(std::sync::atomic::Ordering::Acquire),
+        ))
     }
 
     /// Resizes and converts an uploaded image on the worker pool (see

@@ -19,6 +19,7 @@ use crate::error::GatewayError;
 use crate::images::params::{Transform, takes_webp};
 use crate::images::pipeline::ImageError;
 use crate::images::pool::PoolError;
+use crate::images::shared::SharedVariants;
 use crate::images::{Images, RenderError, Rendered};
 use crate::objects::ObjectStore;
 use crate::objects::conditional::none_match_hits;
@@ -44,15 +45,43 @@ pub struct ImageServer {
     images: Arc<Images>,
     connector: Connector,
     clock: Arc<dyn Clock>,
+    shared: Option<Arc<SharedVariants>>,
 }
 
 impl ImageServer {
-    pub fn new(images: Arc<Images>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        images: Arc<Images>,
+        clock: Arc<dyn Clock>,
+        shared: Option<Arc<SharedVariants>>,
+    ) -> Self {
         Self {
             images,
             connector: Connector::new(None),
             clock,
+            shared,
         }
+    }
+
+    /// The variant as another instance rendered it, from the shared store.
+    async fn shared_variant(
+        &self,
+        assets: &Assets,
+        variant_key: &str,
+        source_etag: &str,
+    ) -> Option<Arc<Rendered>> {
+        let shared = self.shared.as_ref()?;
+        if self.images.cached(variant_key, source_etag).await.is_some() {
+            return None;
+        }
+        let object_key = shared.object_key(&Images::result_key(variant_key, source_etag));
+        let found = self.fetch(assets, shared.store(), &object_key).await.ok()?;
+        let (content_type, bytes) = crate::images::shared::decode(&found.bytes)?;
+        shared.used(&object_key).await;
+        Some(
+            self.images
+                .adopt(variant_key, source_etag, bytes, content_type)
+                .await,
+        )
     }
 
     /// Counts a refused image request by its reason and hands the error back.
@@ -146,7 +175,14 @@ impl ImageServer {
             }
         };
         self.images.observe("fetch", started.elapsed());
-        let rendered = self
+        if let Some(rendered) = self.shared_variant(assets, variant_key, &source_etag).await {
+            return Ok(if none_match_hits(if_none_match, &rendered.etag) {
+                Answer::NotModified(rendered.etag.clone())
+            } else {
+                Answer::Image(rendered)
+            });
+        }
+        let (rendered, rendered_here) = self
             .images
             .render(variant_key, &source_etag, source, &req.transform, webp)
             .await
@@ -166,6 +202,12 @@ impl ImageServer {
                     GatewayError::Internal
                 }
             })?;
+        if let (true, Some(shared)) = (rendered_here, &self.shared) {
+            let shared = shared.clone();
+            let result_key = Images::result_key(variant_key, &source_etag);
+            let copy = rendered.clone();
+            tokio::spawn(async move { shared.save(&result_key, &copy).await });
+        }
         Ok(if none_match_hits(if_none_match, &rendered.etag) {
             Answer::NotModified(rendered.etag.clone())
         } else {

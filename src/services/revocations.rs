@@ -53,6 +53,8 @@ impl<'a> Revocation<'a> {
 
 pub struct RevocationListener {
     url: String,
+    /// `application_name` of the connection: [`APPLICATION_NAME`] and this instance's address.
+    application_name: String,
     sessions: Arc<Sessions>,
     tokens: Arc<Tokens>,
     state: Arc<ListenerState>,
@@ -60,16 +62,21 @@ pub struct RevocationListener {
 }
 
 impl RevocationListener {
-    /// Until it first connects, this instance's caches are off.
+    /// Until it first connects, this instance's caches are off. `instance` names this instance
+    /// in PostgreSQL's `pg_stat_activity` (its listen address).
     pub fn new(
         url: String,
+        instance: &str,
         sessions: Arc<Sessions>,
         tokens: Arc<Tokens>,
         state: Arc<ListenerState>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let mut application_name = format!("{APPLICATION_NAME} {instance}");
+        application_name.truncate(63);
         let listener = Self {
             url,
+            application_name,
             sessions,
             tokens,
             state,
@@ -87,7 +94,8 @@ impl RevocationListener {
     }
 
     async fn connect(&self) -> Result<PgListener, sqlx::Error> {
-        let options = PgConnectOptions::from_str(&self.url)?.application_name(APPLICATION_NAME);
+        let options =
+            PgConnectOptions::from_str(&self.url)?.application_name(&self.application_name);
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(5))

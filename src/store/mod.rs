@@ -8,6 +8,7 @@ mod limits;
 mod mail;
 mod sessions;
 mod users;
+mod variants;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -108,6 +108,29 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// A fresh PostgreSQL schema whatever the variant (tests of several instances need one):
+    /// `POSTERN_TEST_DATABASE_URL`, else the local server CI provides. `None` when it cannot be
+    /// reached outside CI (the caller says it skipped); in CI that is a failure.
+    pub fn postgres() -> Option<Self> {
+        let base = postgres_base_url()
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let reachable = std::net::TcpStream::connect_timeout(
+            &"127.0.0.1:5432".parse().expect("address"),
+            Duration::from_secs(2),
+        )
+        .is_ok()
+            || postgres_base_url().is_some();
+        if !reachable {
+            assert!(
+                std::env::var("CI").is_err(),
+                "PostgreSQL at 127.0.0.1:5432 is unreachable: the several-instances tests must run in CI"
+            );
+            eprintln!("several-instances test skipped: no PostgreSQL at 127.0.0.1:5432");
+            return None;
+        }
+        Some(Self::on_postgres(base))
+    }
+
     pub fn new(dir: &std::path::Path) -> Self {
         let Some(base) = postgres_base_url() else {
             return Self {
@@ -115,6 +138,10 @@ impl TestDatabase {
                 schema: None,
             };
         };
+        Self::on_postgres(base)
+    }
+
+    fn on_postgres(base: String) -> Self {
         let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
         let (base_for_setup, schema_for_setup) = (base.clone(), schema.clone());
         on_own_runtime(async move {
@@ -139,7 +166,9 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let (Some(schema), Some(base)) = (self.schema.take(), postgres_base_url()) else {
+        let base = postgres_base_url()
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let Some(schema) = self.schema.take() else {
             return;
         };
         on_own_runtime(async move {
@@ -452,6 +481,7 @@ impl Upstream {
         };
         let app = Router::new()
             .route("/ws", axum::routing::any(websocket))
+            .route("/events", axum::routing::get(event_stream))
             .fallback(echo)
             .with_state(state);
         let (tx, rx) = oneshot::channel::<()>();
@@ -568,6 +598,21 @@ pub fn echoed_header<'a>(echo: &'a serde_json::Value, name: &str) -> Vec<&'a str
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `/events`: a server-sent event every 100 ms, for as long as the client listens.
+async fn event_stream() -> Response {
+    let ticks = futures_util::stream::unfold(0u64, |n| async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Some((
+            Ok::<_, std::convert::Infallible>(Bytes::from(format!("data: {n}\n\n"))),
+            n + 1,
+        ))
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(axum::body::Body::from_stream(ticks))
+        .expect("event stream response")
 }
 
 /// A `[server]` + `[ops]` block on the harness's ports, with quick shutdown for tests.
