@@ -134,7 +134,7 @@ struct Cluster {
     fs_root: PathBuf,
 }
 
-fn config(database: &str, app: &str, fs_root: &Path, sessions: &str) -> String {
+fn config(database: &str, app: &str, fs_root: &Path, sessions: &str, tokens: &str) -> String {
     format!(
         r#"
 [server]
@@ -155,6 +155,7 @@ url = "{database}"
 
 [tokens]
 secret = "several-instances-jwt-secret-0123456789-abcdef"
+{tokens}
 
 [links]
 keys = ["${{LINK_KEY}}"]
@@ -217,14 +218,15 @@ upstream = "app"
     )
 }
 
-/// Two instances, A and B, on one fresh schema, with user `pat` (role staff).
-async fn cluster(sessions: &str) -> Option<Cluster> {
+/// Two instances, A and B, on one fresh schema, with user `pat` (role staff); `sessions` and
+/// `tokens` are more keys for those sections.
+async fn cluster_with(sessions: &str, tokens: &str) -> Option<Cluster> {
     let database = TestDatabase::postgres()?;
     let app = Upstream::start("app").await;
     let dir = tempfile::tempdir().unwrap();
     let fs_root = dir.path().join("objects");
     std::fs::create_dir_all(&fs_root).unwrap();
-    let text = config(&database.url, &app.url(), &fs_root, sessions);
+    let text = config(&database.url, &app.url(), &fs_root, sessions, tokens);
     let a = Instance::start(dir.path(), "a", &text);
     let b = Instance::start(dir.path(), "b", &text);
     a.wait_listening().await;
@@ -257,6 +259,10 @@ async fn cluster(sessions: &str) -> Option<Cluster> {
         _dir: dir,
         fs_root,
     })
+}
+
+async fn cluster(sessions: &str) -> Option<Cluster> {
+    cluster_with(sessions, "").await
 }
 
 /// How long until `path` on `instance` refuses `cookie` (401 or 403; polling every 10 ms, at
@@ -674,6 +680,42 @@ async fn a_transformed_image_is_rendered_once_for_two_instances() {
     assert_eq!(rendered(&c.b.metrics().await), 0.0, "B did not");
     assert_eq!(
         c.b.metric("postern_image_cache_total{result=\"shared\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_response_under_a_bearer_token_is_cut_at_its_expiry() {
+    let Some(c) = cluster_with("", "ttl = \"2s\"").await else {
+        return;
+    };
+    let r = http_client()
+        .post(c.a.url("/_postern/token"))
+        .json(&json!({"username": "pat", "password": USER_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let issued = Instant::now();
+    let token: serde_json::Value = r.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap().to_string();
+    let events = reqwest::Client::new()
+        .get(c.b.url("/events"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    read_until_cut(events, Duration::from_secs(6)).await;
+    let lasted = issued.elapsed();
+    eprintln!(
+        "an event stream under a 2s bearer token was cut after {} ms",
+        lasted.as_millis()
+    );
+    assert!(lasted >= Duration::from_secs(1));
+    assert_eq!(
+        c.b.metric("postern_streams_cut_total{reason=\"expired\"}")
             .await,
         1.0
     );

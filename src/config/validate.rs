@@ -1990,6 +1990,67 @@ mod tests {
     }
 
     #[test]
+    fn several_instances_must_share_their_keys_and_say_how_many_they_are() {
+        let routes = "[[routes]]\npath = \"/\"\nkind = \"builtin\"\n";
+        let postgres = format!("[database]\nurl = \"postgres://db/x\"\n{routes}");
+        assert_reported(
+            &problems(&postgres),
+            &[
+                "tokens.secret: set it (the same on every instance",
+                "links.keys: set at least one",
+            ],
+        );
+        let one = format!("[database]\nurl = \"postgres://db/x\"\ninstances = \"one\"\n{routes}");
+        assert_eq!(problems(&one), Vec::<String>::new());
+        let env = |name: &str| {
+            (name == "KEY").then(|| "a-link-key-of-at-least-thirty-two-bytes".to_string())
+        };
+        let shared = format!(
+            "[database]\nurl = \"postgres://db/x\"\n[tokens]\nsecret = \"a-jwt-secret-of-at-least-thirty-two-bytes\"\n[links]\nkeys = [\"${{KEY}}\"]\n{routes}"
+        );
+        let settings = crate::config::parse(&shared, &env).unwrap();
+        assert!(settings.database.shared);
+        let sqlite = format!("[database]\ninstances = \"several\"\n{routes}");
+        assert_reported(
+            &problems(&sqlite),
+            &["database.instances: \"several\" needs PostgreSQL"],
+        );
+        assert_reported(
+            &problems(&format!("[database]\ninstances = \"many\"\n{routes}")),
+            &["database.instances: \"many\" is not"],
+        );
+        assert_reported(
+            &problems(&format!(
+                "[sessions]\nrecheck_interval = \"10ms\"\n{routes}"
+            )),
+            &["sessions.recheck_interval: must be from 100ms to 5m"],
+        );
+    }
+
+    #[test]
+    fn shared_variants_need_a_store_a_plain_prefix_and_a_lasting_key() {
+        let routes = "[[routes]]\npath = \"/\"\nkind = \"builtin\"\n";
+        assert_reported(
+            &problems(&format!("[images]\nshared_store = \"nowhere\"\n{routes}")),
+            &["images.shared_store: \"nowhere\" is not a store"],
+        );
+        let store = "[stores.local]\ntype = \"fs\"\nroot = \"/tmp\"\n";
+        assert_reported(
+            &problems(&format!(
+                "[images]\nshared_store = \"local\"\nshared_prefix = \"../up\"\n{store}{routes}"
+            )),
+            &[
+                "images.shared_prefix: must be a relative key prefix",
+                "images.shared_store: needs links.keys",
+            ],
+        );
+        assert_reported(
+            &problems(&format!("[images]\nshared_prefix = \"v/\"\n{routes}")),
+            &["images.shared_store: required with shared_prefix"],
+        );
+    }
+
+    #[test]
     fn an_empty_config_needs_routes() {
         assert_eq!(problems(""), ["routes: at least one route is required"]);
     }
