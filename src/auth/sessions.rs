@@ -42,6 +42,9 @@ pub struct Sessions {
     /// Off while revocations from other instances cannot be heard: every check reads the
     /// database then.
     cache_on: AtomicBool,
+    /// Moves on every revocation: a lookup that began before one may not fill the cache with
+    /// what it read (the revocation's invalidation could have passed it by).
+    generation: std::sync::atomic::AtomicU64,
     /// Woken whenever sessions are revoked here or elsewhere (long responses re-check then).
     revoked: Arc<tokio::sync::Notify>,
     cache_hits: prometheus::IntCounter,
@@ -103,6 +106,7 @@ impl Sessions {
             clock,
             cache,
             cache_on: AtomicBool::new(true),
+            generation: std::sync::atomic::AtomicU64::new(0),
             revoked: Arc::new(tokio::sync::Notify::new()),
             cache_hits: metrics.session_cache.with_label_values(&["hit"]),
             cache_misses: metrics.session_cache.with_label_values(&["miss"]),
@@ -215,6 +219,7 @@ impl Sessions {
     /// The session under `id_hash`, from the cache or the database, unless it has expired.
     async fn live(&self, id_hash: &str, now: i64) -> Result<Option<Arc<Cached>>, SessionError> {
         let cache_on = self.cache_on.load(Ordering::Acquire);
+        let generation = self.generation.load(Ordering::Acquire);
         let cached = match self.cache.get(id_hash).filter(|_| cache_on) {
             Some(cached) => {
                 self.cache_hits.inc();
@@ -224,7 +229,7 @@ impl Sessions {
                 Some(cached) => {
                     self.cache_misses.inc();
                     let cached = Arc::new(cached);
-                    if cache_on {
+                    if cache_on && self.generation.load(Ordering::Acquire) == generation {
                         self.cache.insert(id_hash.to_string(), cached.clone());
                     }
                     cached
@@ -309,6 +314,7 @@ impl Sessions {
     /// Drops a user's cached sessions on this instance, so that a revocation or a change of
     /// roles or status applies to the very next request.
     pub fn forget_user(&self, user_id: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let user_id = user_id.to_string();
         if let Err(e) = self
             .cache
@@ -321,6 +327,7 @@ impl Sessions {
 
     /// Drops one cached session on this instance.
     pub fn forget_session(&self, id_hash: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate(id_hash);
         self.revoked.notify_waiters();
     }
@@ -328,6 +335,7 @@ impl Sessions {
     /// Turns the cache on or off; either way it starts empty. Off while revocations from other
     /// instances may be missed, so that no answer rests on what could be stale.
     pub fn set_cache(&self, on: bool) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache_on.store(on, Ordering::Release);
         self.cache.invalidate_all();
         self.revoked.notify_waiters();

@@ -92,6 +92,8 @@ pub struct Tokens {
     users: moka::sync::Cache<String, Arc<CachedUser>>,
     /// Off while revocations from other instances may be missed (see `Sessions::set_cache`).
     cache_on: std::sync::atomic::AtomicBool,
+    /// Moves on every change: a lookup that began before one does not fill the cache.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Tokens {
@@ -137,6 +139,7 @@ impl Tokens {
             store,
             users,
             cache_on: std::sync::atomic::AtomicBool::new(true),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -245,11 +248,15 @@ impl Tokens {
 
     /// Drops the cached state of a user, so that a change applies to the next request.
     pub fn forget_user(&self, user_id: &str) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.users.invalidate(user_id);
     }
 
     /// Turns the user cache on or off; either way it starts empty.
     pub fn set_cache(&self, on: bool) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.cache_on
             .store(on, std::sync::atomic::Ordering::Release);
         self.users.invalidate_all();
@@ -265,6 +272,7 @@ impl Tokens {
 
     async fn current_user(&self, user_id: &str) -> Result<Option<Arc<CachedUser>>, TokenError> {
         let cache_on = self.cache_on.load(std::sync::atomic::Ordering::Acquire);
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
         if let Some(cached) = self.users.get(user_id).filter(|_| cache_on) {
             return Ok(Some(cached));
         }
@@ -279,7 +287,8 @@ impl Tokens {
             epoch: user.session_epoch,
             principal: Arc::new(super::principal_of(&user)),
         });
-        if cache_on {
+        let unchanged = self.generation.load(std::sync::atomic::Ordering::Acquire) == generation;
+        if cache_on && unchanged {
             self.users.insert(user_id.to_string(), cached.clone());
         }
         Ok(Some(cached))
