@@ -541,7 +541,12 @@ pub fn build_server_with_clock(
     ));
     server.add_service(background_service(
         "session janitor",
-        SessionJanitor::new(store.clone(), clock, metrics.clone()),
+        SessionJanitor::new(
+            store.clone(),
+            clock,
+            metrics.clone(),
+            settings.lockout.window.max(settings.lockout.lock_for),
+        ),
     ));
     server.add_service(background_service(
         "database",

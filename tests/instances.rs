@@ -413,7 +413,7 @@ async fn a_lost_listener_flushes_the_cache_and_reconnects() {
     .fetch_one(&admin)
     .await
     .unwrap();
-    assert_eq!(ended, 1, "B's listener connection");
+    assert!(ended >= 1, "B's listener connections");
     sqlx::query("DELETE FROM sessions")
         .execute(&admin)
         .await

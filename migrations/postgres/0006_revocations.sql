@@ -1,7 +1,8 @@
 -- Several instances on one database: every change that ends sessions or changes what a user may
 -- do is published on the channel postern_revocations, whoever made it (an instance, the command
 -- line, an operator with psql). Payloads: 'u:<user id>' (drop the user's cached sessions and
--- token state) and 's:<session id hash>' (drop one session). Notifications go out at commit.
+-- token state), 's:<session id hash>' (drop one session) and 'all:' (tables were emptied: drop
+-- everything). Notifications go out at commit.
 
 CREATE FUNCTION postern_revoke_user() RETURNS trigger AS $$
 BEGIN
@@ -25,24 +26,27 @@ CREATE TRIGGER users_revoke AFTER UPDATE OR DELETE ON users
 
 CREATE FUNCTION postern_revoke_roles() RETURNS trigger AS $$
 BEGIN
-    IF TG_OP = 'DELETE' THEN
-        PERFORM pg_notify('postern_revocations', 'u:' || OLD.user_id);
-    ELSE
+    IF TG_OP = 'INSERT' THEN
         PERFORM pg_notify('postern_revocations', 'u:' || NEW.user_id);
+    ELSE
+        PERFORM pg_notify('postern_revocations', 'u:' || OLD.user_id);
+        IF TG_OP = 'UPDATE' AND NEW.user_id IS DISTINCT FROM OLD.user_id THEN
+            PERFORM pg_notify('postern_revocations', 'u:' || NEW.user_id);
+        END IF;
     END IF;
     RETURN NULL;
 END
 $$ LANGUAGE plpgsql;
 
-CREATE TRIGGER user_roles_revoke AFTER INSERT OR DELETE ON user_roles
+CREATE TRIGGER user_roles_revoke AFTER INSERT OR UPDATE OR DELETE ON user_roles
     FOR EACH ROW EXECUTE FUNCTION postern_revoke_roles();
 
--- Sessions removed before their expiry (logout, revocation); the janitor's removal of expired
--- ones is not news.
+-- Sessions removed (logout, revocation) unless they had expired more than five minutes before
+-- (a margin for clocks that disagree): the janitor's cleanup is not news.
 CREATE FUNCTION postern_revoke_session() RETURNS trigger AS $$
 BEGIN
-    IF OLD.idle_expires_at > extract(epoch FROM now())
-        AND OLD.absolute_expires_at > extract(epoch FROM now()) THEN
+    IF OLD.idle_expires_at > extract(epoch FROM now()) - 300
+        AND OLD.absolute_expires_at > extract(epoch FROM now()) - 300 THEN
         PERFORM pg_notify('postern_revocations', 's:' || OLD.id_hash);
     END IF;
     RETURN OLD;
@@ -51,3 +55,33 @@ $$ LANGUAGE plpgsql;
 
 CREATE TRIGGER sessions_revoke AFTER DELETE ON sessions
     FOR EACH ROW EXECUTE FUNCTION postern_revoke_session();
+
+-- Sessions changed in place: another user or epoch, or an expiry brought forward.
+CREATE FUNCTION postern_revoke_changed_session() RETURNS trigger AS $$
+BEGIN
+    IF NEW.user_id IS DISTINCT FROM OLD.user_id
+        OR NEW.epoch IS DISTINCT FROM OLD.epoch
+        OR NEW.idle_expires_at < OLD.idle_expires_at
+        OR NEW.absolute_expires_at < OLD.absolute_expires_at THEN
+        PERFORM pg_notify('postern_revocations', 's:' || OLD.id_hash);
+    END IF;
+    RETURN NEW;
+END
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER sessions_revoke_update AFTER UPDATE ON sessions
+    FOR EACH ROW EXECUTE FUNCTION postern_revoke_changed_session();
+
+CREATE FUNCTION postern_revoke_all() RETURNS trigger AS $$
+BEGIN
+    PERFORM pg_notify('postern_revocations', 'all:');
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER users_revoke_truncate AFTER TRUNCATE ON users
+    FOR EACH STATEMENT EXECUTE FUNCTION postern_revoke_all();
+CREATE TRIGGER user_roles_revoke_truncate AFTER TRUNCATE ON user_roles
+    FOR EACH STATEMENT EXECUTE FUNCTION postern_revoke_all();
+CREATE TRIGGER sessions_revoke_truncate AFTER TRUNCATE ON sessions
+    FOR EACH STATEMENT EXECUTE FUNCTION postern_revoke_all();

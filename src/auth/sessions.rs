@@ -229,8 +229,12 @@ impl Sessions {
                 Some(cached) => {
                     self.cache_misses.inc();
                     let cached = Arc::new(cached);
-                    if cache_on && self.generation.load(Ordering::Acquire) == generation {
+                    if cache_on {
                         self.cache.insert(id_hash.to_string(), cached.clone());
+                        // A revocation since the lookup began may have passed the entry by.
+                        if self.generation.load(Ordering::Acquire) != generation {
+                            self.cache.invalidate(id_hash);
+                        }
                     }
                     cached
                 }

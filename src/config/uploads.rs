@@ -82,7 +82,7 @@ pub(super) fn upload_route(
     let template = r
         .key
         .clone()
-        .unwrap_or_else(|| "users/{user_id}/{folder}/{uuid}.{ext}".into());
+        .unwrap_or_else(|| crate::files::DEFAULT_KEY_TEMPLATE.into());
     let key = UploadKey::parse(&template, client_names)
         .map_err(|e| c.report(route_at("key"), e))
         .ok();

@@ -173,6 +173,13 @@ pub fn validate(file: FileConfig) -> Result<Settings, Vec<Problem>> {
     }
     let mut images = image_settings(&mut c, &file, server.threads);
     images.shared = shared_variant_settings(&mut c, &file, &stores);
+    if let Some(shared) = &images.shared {
+        shared_variants_apart_from_uploads(
+            &mut c,
+            shared,
+            &routes_for_shared_check(&file, &stores),
+        );
+    }
     if images.shared.is_some() && links.keys_are_random {
         c.report(
             "images.shared_store",
@@ -1093,6 +1100,46 @@ fn valid_bucket_name(name: &str) -> bool {
         })
         && name.starts_with(|ch: char| ch.is_ascii_alphanumeric())
         && name.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+}
+
+/// The upload routes' (store, key template) pairs, from the file as written.
+fn routes_for_shared_check(file: &FileConfig, stores: &[StoreSettings]) -> Vec<(usize, String)> {
+    file.routes
+        .iter()
+        .filter(|r| r.kind.as_deref() == Some("uploads"))
+        .filter_map(|r| {
+            let store = stores
+                .iter()
+                .position(|s| Some(s.name()) == r.store.as_deref())?;
+            let template = r
+                .key
+                .clone()
+                .unwrap_or_else(|| crate::files::DEFAULT_KEY_TEMPLATE.to_string());
+            Some((store, template))
+        })
+        .collect()
+}
+
+/// Uploads must not be able to write under the shared variants' prefix (they would be served
+/// as another instance's render): a template that starts with a placeholder, or whose fixed
+/// start overlaps the prefix, is refused on that store.
+fn shared_variants_apart_from_uploads(
+    c: &mut Checker,
+    shared: &SharedVariantSettings,
+    uploads: &[(usize, String)],
+) {
+    for (_, template) in uploads.iter().filter(|(s, _)| *s == shared.store) {
+        let head = template.split('{').next().unwrap_or("");
+        if head.is_empty() || head.starts_with(&shared.prefix) || shared.prefix.starts_with(head) {
+            c.report(
+                "images.shared_prefix",
+                format!(
+                    "upload keys {template:?} on the same store could be written under {:?}: use another prefix or store",
+                    shared.prefix
+                ),
+            );
+        }
+    }
 }
 
 fn shared_variant_settings(
@@ -2047,6 +2094,13 @@ mod tests {
         assert_reported(
             &problems(&format!("[images]\nshared_prefix = \"v/\"\n{routes}")),
             &["images.shared_store: required with shared_prefix"],
+        );
+        let uploads = "[[routes]]\nname = \"up\"\npath = \"/up\"\nkind = \"uploads\"\nstore = \"local\"\nkey = \"{username}/{uuid}.{ext}\"\n";
+        assert_reported(
+            &problems(&format!(
+                "[images]\nshared_store = \"local\"\n{store}{uploads}{routes}"
+            )),
+            &["images.shared_prefix: upload keys \"{username}/{uuid}.{ext}\" on the same store"],
         );
     }
 

@@ -18,7 +18,10 @@ use crate::objects::{ObjectStore, ObjectStores};
 use crate::services::StoreHandle;
 use crate::store::{FileRecord, NewEvent, Store, StoreError};
 
-pub use settings::{CANNED_ACLS, KeyParts, MIN_PART_SIZE, UploadKey, UploadRoute, VariantSettings};
+pub use settings::{
+    CANNED_ACLS, DEFAULT_KEY_TEMPLATE, KeyParts, MIN_PART_SIZE, UploadKey, UploadRoute,
+    VariantSettings,
+};
 pub use sweep::UploadSweeper;
 pub use sync::{NamedRoute, SyncReport};
 pub use upload::{ChunkSource, Upload, UploadError};

@@ -75,6 +75,9 @@ pub struct VariantSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadKey(String);
 
+/// The key template of an upload route that names none.
+pub const DEFAULT_KEY_TEMPLATE: &str = "users/{user_id}/{folder}/{uuid}.{ext}";
+
 /// What a key is made of for one file.
 pub struct KeyParts<'a> {
     pub user_id: &'a str,

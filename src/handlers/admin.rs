@@ -312,8 +312,8 @@ impl Admin {
 
     /// Applies a change that must end the user's sessions everywhere, at once on this instance.
     fn forget(&self, user_id: &str) {
-        self.sessions.forget_user(user_id);
         self.tokens.forget_user(user_id);
+        self.sessions.forget_user(user_id);
     }
 
     pub(super) async fn reply(

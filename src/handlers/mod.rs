@@ -779,8 +779,8 @@ impl Builtin {
 
     /// Drops what this instance cached about a user whose password or status changed.
     fn forget_user(&self, user_id: &str) {
-        self.sessions.forget_user(user_id);
         self.tokens.forget_user(user_id);
+        self.sessions.forget_user(user_id);
     }
 
     /// The events of a successful login (and of one with an expired password).

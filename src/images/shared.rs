@@ -27,8 +27,13 @@ const CONTENT_TYPES: [&str; 3] = ["image/jpeg", "image/png", "image/webp"];
 /// Variants removed per round while the store is over its cap.
 const EVICT_BATCH: i64 = 64;
 
+/// Variants written back at once; more renders meanwhile are not shared (they are still
+/// answered).
+const CONCURRENT_SAVES: usize = 4;
+
 pub struct SharedVariants {
     settings: SharedVariantSettings,
+    saves: tokio::sync::Semaphore,
     /// The key object names are an HMAC under.
     naming_key: Vec<u8>,
     objects: Arc<ObjectStores>,
@@ -67,6 +72,7 @@ impl SharedVariants {
     ) -> Self {
         Self {
             settings,
+            saves: tokio::sync::Semaphore::new(CONCURRENT_SAVES),
             naming_key,
             objects,
             db,
@@ -84,12 +90,16 @@ impl SharedVariants {
             .map_or("", ObjectStore::name)
     }
 
-    /// Where the variant with this cache key lives.
-    pub fn object_key(&self, result_key: &str) -> String {
+    /// Where the variant with this cache key of this source lives. The source's own bytes
+    /// count, not only its ETag (a filesystem ETag is a time and a size, which a replaced file
+    /// can keep).
+    pub fn object_key(&self, result_key: &str, source: &[u8]) -> String {
         use hmac::Mac;
         let name = match hmac::Hmac::<Sha256>::new_from_slice(&self.naming_key) {
             Ok(mut mac) => {
                 mac.update(result_key.as_bytes());
+                mac.update(b"\n");
+                mac.update(&Sha256::digest(source));
                 URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
             }
             // Any key length is accepted; this arm only keeps the code total.
@@ -109,12 +119,27 @@ impl SharedVariants {
         }
     }
 
-    /// Writes a freshly rendered variant for the other instances, then keeps the store under
-    /// its cap. Failures only cost a later render: they are logged, never answered.
-    pub async fn save(&self, result_key: &str, rendered: &Rendered) {
-        let key = self.object_key(result_key);
+    /// Writes a freshly rendered variant (under `key`) for the other instances, then keeps the
+    /// store under its cap. It is indexed before it is written, so that nothing lands in the
+    /// store that eviction does not know of. Failures only cost a later render: they are
+    /// logged, never answered; when enough writes are under way, this one is skipped.
+    pub async fn save(&self, key: &str, rendered: &Rendered) {
+        let Ok(_permit) = self.saves.try_acquire() else {
+            return;
+        };
+        let Some(db) = self.db.load_full() else {
+            return;
+        };
         let body = encode(rendered);
         let size = body.len() as i64;
+        if let Err(e) = db
+            .record_variant(self.store_name(), key, size, self.clock.now())
+            .await
+        {
+            tracing::warn!(error = %e, "could not index a shared variant");
+            return;
+        }
+        let key = key.to_string();
         let written = match self.objects.get(self.settings.store) {
             Some(ObjectStore::S3(s3)) => s3
                 .client
@@ -127,16 +152,8 @@ impl SharedVariants {
         };
         if let Err(e) = written {
             tracing::warn!(error = %e, "could not share a transformed image");
+            let _ = db.forget_shared_variant(self.store_name(), &key).await;
             return;
-        }
-        let Some(db) = self.db.load_full() else {
-            return;
-        };
-        if let Err(e) = db
-            .record_variant(self.store_name(), &key, size, self.clock.now())
-            .await
-        {
-            tracing::warn!(error = %e, "could not index a shared variant");
         }
         self.evict(&db).await;
     }
@@ -169,7 +186,11 @@ impl SharedVariants {
                     Some(ObjectStore::Fs(fs)) => fs.delete(&key).await.is_ok(),
                     None => false,
                 };
-                if !removed || db.forget_shared_variant(&store, &key).await.is_err() {
+                if !removed {
+                    tracing::warn!(%key, "could not remove a shared variant; trying the next");
+                    continue;
+                }
+                if db.forget_shared_variant(&store, &key).await.is_err() {
                     return;
                 }
                 freed += size;

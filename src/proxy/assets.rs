@@ -69,6 +69,8 @@ pub struct AssetRequest {
     pub error_sample: Vec<u8>,
     pub upstream_status: u16,
     pub bytes: u64,
+    /// Set when the login the request came in on has ended (`cut_on_revoke`).
+    pub cut: Option<super::cut::CutSignal>,
 }
 
 impl AssetRequest {
@@ -436,6 +438,16 @@ impl Assets {
         file.seek(SeekFrom::Start(start)).await.map_err(io_error)?;
         let mut left = len;
         while left > 0 {
+            if asset
+                .cut
+                .as_ref()
+                .is_some_and(super::cut::CutSignal::is_cut)
+            {
+                return Err(pingora::Error::explain(
+                    pingora::ErrorType::ConnectionClosed,
+                    "the login this download started under has ended",
+                ));
+            }
             let n = left.min(CHUNK as u64) as usize;
             let mut buf = BytesMut::zeroed(n);
             file.read_exact(&mut buf).await.map_err(io_error)?;

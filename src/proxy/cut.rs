@@ -2,14 +2,14 @@
 //! `cut_on_revoke` is watched while it runs: a background sweep (every
 //! `sessions.recheck_interval`, and at once whenever sessions are revoked here or on another
 //! instance) checks its session or bearer token, and when that has ended — revoked, expired,
-//! its user disabled or changed — shuts the client's connection down. That ends a download, an
-//! SSE stream, a long poll or a WebSocket however quiet it is, on HTTP/1 and HTTP/2 alike (on
-//! HTTP/2 the whole connection closes).
+//! its user disabled or changed — the request is cut: only that request, never the client's
+//! connection, which on HTTP/2 (or behind a proxy) carries other requests, maybe other users'.
 //!
-//! The connection is found by its kernel socket cookie (read when the request starts, while the
-//! socket surely is this client's): the sweep looks for a descriptor with that cookie, so a
-//! connection that has closed meanwhile, whose descriptor number may now be someone else's, is
-//! never touched.
+//! A cut request fails at its next body chunk in either direction, and a proxied one that is
+//! quiet (an idle SSE stream, a long poll, a WebSocket) has its HTTP/1 upstream socket shut
+//! down, which ends it at once. That socket is found by its kernel socket cookie, read when
+//! postern connected it, and is let go before the connection can return to the pool (when the
+//! response ends), so no other request's connection is ever touched.
 
 use std::collections::HashMap;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -40,8 +40,8 @@ pub enum Grant {
 
 struct Watch {
     grant: Grant,
-    /// The kernel cookie of the client's socket.
-    cookie: u64,
+    /// The cookie of the HTTP/1 upstream socket while this request is using it.
+    upstream: Mutex<Option<u64>>,
     cut: AtomicBool,
 }
 
@@ -58,15 +58,51 @@ pub struct WatchGuard {
     watch: Arc<Watch>,
 }
 
+/// Whether a watched request has been cut, for code that streams its body itself.
+#[derive(Clone)]
+pub struct CutSignal(Arc<Watch>);
+
+impl std::fmt::Debug for CutSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CutSignal").field(&self.is_cut()).finish()
+    }
+}
+
+impl CutSignal {
+    pub fn is_cut(&self) -> bool {
+        self.0.cut.load(Ordering::Acquire)
+    }
+}
+
 impl WatchGuard {
-    /// Whether the sweep has cut this request's connection.
+    /// Whether the sweep has cut this request.
     pub fn is_cut(&self) -> bool {
         self.watch.cut.load(Ordering::Acquire)
+    }
+
+    pub fn signal(&self) -> CutSignal {
+        CutSignal(self.watch.clone())
+    }
+
+    /// The request now uses the HTTP/1 upstream socket `fd` (just connected or taken from
+    /// the pool, so surely this request's).
+    pub fn attach_upstream(&self, fd: RawFd) {
+        if let (Some(cookie), Ok(mut upstream)) = (cookie_of(fd), self.watch.upstream.lock()) {
+            *upstream = Some(cookie);
+        }
+    }
+
+    /// The upstream socket may return to the pool: it is no longer this request's to cut.
+    pub fn detach_upstream(&self) {
+        if let Ok(mut upstream) = self.watch.upstream.lock() {
+            *upstream = None;
+        }
     }
 }
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
+        self.detach_upstream();
         if let Ok(mut entries) = self.watches.entries.lock() {
             entries.remove(&self.id);
         }
@@ -74,12 +110,12 @@ impl Drop for WatchGuard {
 }
 
 impl Watches {
-    /// Watches a request on the connection whose socket cookie is `cookie`.
-    pub fn watch(self: &Arc<Self>, grant: Grant, cookie: u64) -> Option<WatchGuard> {
+    /// Watches a request let in on `grant`.
+    pub fn watch(self: &Arc<Self>, grant: Grant) -> Option<WatchGuard> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let watch = Arc::new(Watch {
             grant,
-            cookie,
+            upstream: Mutex::new(None),
             cut: AtomicBool::new(false),
         });
         self.entries.lock().ok()?.insert(id, watch.clone());
@@ -149,12 +185,6 @@ pub fn shut_down_socket(cookie: u64) -> bool {
         }
     }
     false
-}
-
-/// The kernel cookie of a request's client socket.
-pub fn client_socket_cookie(session: &pingora::proxy::Session) -> Option<u64> {
-    let digest = session.as_downstream().digest()?;
-    digest.socket_digest.as_ref()?.socket_cookie().ok()
 }
 
 /// Why a grant no longer holds.
@@ -242,16 +272,22 @@ impl Cutter {
                 continue;
             };
             watch.cut.store(true, Ordering::Release);
-            if shut_down_socket(watch.cookie) {
-                self.metrics
-                    .streams_cut
-                    .with_label_values(&[ended.label()])
-                    .inc();
-                tracing::info!(
-                    reason = ended.label(),
-                    "closed a connection whose login ended"
-                );
-            }
+            // Under the watch's lock (on the blocking pool: it reads /proc), so that the request
+            // cannot hand the socket back to the pool meanwhile.
+            let target = watch.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Ok(upstream) = target.upstream.lock()
+                    && let Some(cookie) = *upstream
+                {
+                    shut_down_socket(cookie);
+                }
+            })
+            .await;
+            self.metrics
+                .streams_cut
+                .with_label_values(&[ended.label()])
+                .inc();
+            tracing::info!(reason = ended.label(), "cut a request whose login ended");
         }
     }
 }
@@ -301,11 +337,18 @@ mod tests {
     }
 
     #[test]
-    fn watches_end_when_their_guard_drops() {
+    fn watches_end_when_their_guard_drops_and_let_their_socket_go() {
         let watches = Arc::new(Watches::default());
-        let guard = watches.watch(Grant::Session("x".into()), 7).unwrap();
+        let guard = watches.watch(Grant::Session("x".into())).unwrap();
         assert_eq!(watches.len(), 1);
         assert!(!guard.is_cut());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        guard.attach_upstream(std::os::fd::AsRawFd::as_raw_fd(&server));
+        assert!(guard.watch.upstream.lock().unwrap().is_some());
+        guard.detach_upstream();
+        assert!(guard.watch.upstream.lock().unwrap().is_none());
         drop(guard);
         assert!(watches.is_empty());
     }

@@ -340,7 +340,6 @@ impl Gateway {
     /// Watches the request for the end of the login it came in on (`cut_on_revoke`).
     fn watch(
         &self,
-        session: &Session,
         ctx: &RequestCtx,
         principal: &Principal,
         cookie_token: Option<&str>,
@@ -354,8 +353,7 @@ impl Gateway {
             },
             None => cut::Grant::Session(self.sessions.id_of(cookie_token?)?),
         };
-        self.watches
-            .watch(grant, cut::client_socket_cookie(session)?)
+        self.watches.watch(grant)
     }
 
     /// The principal behind the session cookie, if any.
@@ -673,6 +671,7 @@ impl Gateway {
         presentation: Presentation,
     ) -> pingora::Result<bool> {
         let mut asset = AssetRequest {
+            cut: ctx.watch.as_ref().map(cut::WatchGuard::signal),
             store,
             key,
             cache_control: presentation.cache_control,
@@ -1166,7 +1165,7 @@ impl ProxyHttp for Gateway {
         if route.cut_on_revoke
             && let Some(p) = principal.as_deref()
         {
-            ctx.watch = self.watch(session, ctx, p, token.as_deref());
+            ctx.watch = self.watch(ctx, p, token.as_deref());
         }
         if let RouteTarget::Assets(asset_route) = &route.target {
             return self
@@ -1196,6 +1195,12 @@ impl ProxyHttp for Gateway {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if ctx.watch.as_ref().is_some_and(cut::WatchGuard::is_cut) {
+            return Err(pingora::Error::explain(
+                ErrorType::ConnectionClosed,
+                "the login this request came in on has ended",
+            ));
+        }
         // After a protocol upgrade (WebSocket) the "body" is the connection's traffic, which the
         // request body limit does not apply to.
         if let Some(chunk) = body
@@ -1241,13 +1246,19 @@ impl ProxyHttp for Gateway {
         &self,
         _session: &mut Session,
         _reused: bool,
-        _peer: &HttpPeer,
-        _fd: std::os::unix::io::RawFd,
+        peer: &HttpPeer,
+        fd: std::os::unix::io::RawFd,
         _digest: Option<&Digest>,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let (Some(pool), Some(backend)) = (self.pool(ctx), ctx.current_backend) {
             pool.mark_ok(backend);
+        }
+        // An HTTP/2 upstream connection carries other requests: it is never shut down.
+        if let Some(watch) = &ctx.watch
+            && peer.options.alpn == pingora::protocols::ALPN::H1
+        {
+            watch.attach_upstream(fd);
         }
         Ok(())
     }
@@ -1335,6 +1346,16 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        // A response without a body ends here: its upstream socket may go back to the pool.
+        let no_body = session.req_header().method == http::Method::HEAD
+            || matches!(upstream_response.status.as_u16(), 204 | 304)
+            || upstream_response
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0");
+        if no_body && let Some(watch) = &ctx.watch {
+            watch.detach_upstream();
+        }
         if let Some(asset) = &mut ctx.asset {
             let html = respond::wants_html(session);
             self.assets
@@ -1365,6 +1386,17 @@ impl ProxyHttp for Gateway {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Option<std::time::Duration>> {
+        if let Some(watch) = &ctx.watch {
+            if watch.is_cut() {
+                return Err(pingora::Error::explain(
+                    ErrorType::ConnectionClosed,
+                    "the login this response started under has ended",
+                ));
+            }
+            if end_of_stream {
+                watch.detach_upstream();
+            }
+        }
         if let Some(asset) = &mut ctx.asset {
             self.assets.s3_body(asset, body, end_of_stream);
         }
@@ -1379,6 +1411,9 @@ impl ProxyHttp for Gateway {
     ) -> FailToProxy {
         let err = match ctx.failure.take() {
             Some(err) => Some(err),
+            None if ctx.watch.as_ref().is_some_and(cut::WatchGuard::is_cut) => {
+                Some(GatewayError::Unauthenticated)
+            }
             None => gateway_error_for(e),
         };
         let err = match err {
@@ -1428,6 +1463,9 @@ impl ProxyHttp for Gateway {
         e: Option<&pingora::Error>,
         ctx: &mut RequestCtx,
     ) {
+        if let Some(watch) = &ctx.watch {
+            watch.detach_upstream();
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

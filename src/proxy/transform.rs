@@ -68,15 +68,15 @@ impl ImageServer {
         assets: &Assets,
         variant_key: &str,
         source_etag: &str,
+        object_key: &str,
     ) -> Option<Arc<Rendered>> {
         let shared = self.shared.as_ref()?;
         if self.images.cached(variant_key, source_etag).await.is_some() {
             return None;
         }
-        let object_key = shared.object_key(&Images::result_key(variant_key, source_etag));
-        let found = self.fetch(assets, shared.store(), &object_key).await.ok()?;
+        let found = self.fetch(assets, shared.store(), object_key).await.ok()?;
         let (content_type, bytes) = crate::images::shared::decode(&found.bytes)?;
-        shared.used(&object_key).await;
+        shared.used(object_key).await;
         Some(
             self.images
                 .adopt(variant_key, source_etag, bytes, content_type)
@@ -175,7 +175,14 @@ impl ImageServer {
             }
         };
         self.images.observe("fetch", started.elapsed());
-        if let Some(rendered) = self.shared_variant(assets, variant_key, &source_etag).await {
+        let shared_key = self.shared.as_ref().map(|shared| {
+            shared.object_key(&Images::result_key(variant_key, &source_etag), &source)
+        });
+        if let Some(key) = &shared_key
+            && let Some(rendered) = self
+                .shared_variant(assets, variant_key, &source_etag, key)
+                .await
+        {
             return Ok(if none_match_hits(if_none_match, &rendered.etag) {
                 Answer::NotModified(rendered.etag.clone())
             } else {
@@ -202,11 +209,10 @@ impl ImageServer {
                     GatewayError::Internal
                 }
             })?;
-        if let (true, Some(shared)) = (rendered_here, &self.shared) {
+        if let (true, Some(shared), Some(key)) = (rendered_here, &self.shared, shared_key) {
             let shared = shared.clone();
-            let result_key = Images::result_key(variant_key, &source_etag);
             let copy = rendered.clone();
-            tokio::spawn(async move { shared.save(&result_key, &copy).await });
+            tokio::spawn(async move { shared.save(&key, &copy).await });
         }
         Ok(if none_match_hits(if_none_match, &rendered.etag) {
             Answer::NotModified(rendered.etag.clone())

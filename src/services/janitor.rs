@@ -16,14 +16,22 @@ pub struct SessionJanitor {
     store: StoreHandle,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    /// The longest window a shared login failure counter matters for, in seconds.
+    failure_window: i64,
 }
 
 impl SessionJanitor {
-    pub fn new(store: StoreHandle, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: StoreHandle,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        failure_window: std::time::Duration,
+    ) -> Self {
         Self {
             store,
             clock,
             metrics,
+            failure_window: failure_window.as_secs() as i64,
         }
     }
 
@@ -45,8 +53,8 @@ impl SessionJanitor {
         if let Err(e) = store.prune_mail(now - 30 * 86_400).await {
             tracing::warn!(error = %e, "could not prune the mail queue");
         }
-        // Shared login counters (PostgreSQL): windows of a week at most matter.
-        if let Err(e) = store.prune_limits(now, now - 7 * 86_400).await {
+        // Shared login counters (PostgreSQL), as soon as their window has passed.
+        if let Err(e) = store.prune_limits(now, self.failure_window).await {
             tracing::warn!(error = %e, "could not prune the login counters");
         }
         match store.count_active_sessions(now).await {

@@ -34,11 +34,20 @@ impl ListenerState {
     }
 }
 
+/// How often the listener proves its connection delivers (a notification to itself), and how
+/// long it waits for that to arrive before it reconnects: a half-open connection, or a pooler
+/// that takes `LISTEN` but delivers nothing, is found within about twice this.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// What a notification asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Revocation<'a> {
     User(&'a str),
     Session(&'a str),
+    /// Whole tables were emptied: forget everything.
+    All,
+    /// A listener's heartbeat, by its application name.
+    Ping(&'a str),
 }
 
 impl<'a> Revocation<'a> {
@@ -46,6 +55,8 @@ impl<'a> Revocation<'a> {
         match payload.split_once(':')? {
             ("u", id) if !id.is_empty() => Some(Self::User(id)),
             ("s", hash) if !hash.is_empty() => Some(Self::Session(hash)),
+            ("all", "") => Some(Self::All),
+            ("ping", name) => Some(Self::Ping(name)),
             _ => None,
         }
     }
@@ -93,30 +104,76 @@ impl RevocationListener {
         self.metrics.revocation_listener_up.set(i64::from(up));
     }
 
-    async fn connect(&self) -> Result<PgListener, sqlx::Error> {
+    /// The listening connection, and a pool of one more to send heartbeats through.
+    async fn connect(&self) -> Result<(PgListener, sqlx::PgPool), sqlx::Error> {
         let options =
             PgConnectOptions::from_str(&self.url)?.application_name(&self.application_name);
         let pool = PgPoolOptions::new()
-            .max_connections(1)
+            .max_connections(2)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
         let mut listener = PgListener::connect_with(&pool).await?;
         listener.listen(CHANNEL).await?;
-        Ok(listener)
+        Ok((listener, pool))
     }
 
-    fn apply(&self, payload: &str) {
+    /// Applies a notification; `true` when it is this listener's own heartbeat.
+    fn apply(&self, payload: &str) -> bool {
+        let revocation = Revocation::parse(payload);
+        if let Some(Revocation::Ping(name)) = revocation {
+            return name == self.application_name;
+        }
         self.metrics.revocations_received.inc();
-        match Revocation::parse(payload) {
+        match revocation {
             Some(Revocation::User(id)) => {
-                self.sessions.forget_user(id);
+                // Tokens first: forgetting sessions wakes the re-check of running responses.
                 self.tokens.forget_user(id);
+                self.sessions.forget_user(id);
             }
             Some(Revocation::Session(hash)) => self.sessions.forget_session(hash),
+            Some(Revocation::All) => {
+                self.tokens.set_cache(true);
+                self.sessions.set_cache(true);
+            }
+            Some(Revocation::Ping(_)) => {}
             None => tracing::warn!(payload, "unknown revocation notification"),
         }
+        false
     }
+
+    /// Sends this listener's heartbeat through its own connection's database.
+    async fn ping(&self, pool: &sqlx::PgPool) -> bool {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(format!("ping:{}", self.application_name))
+            .execute(pool)
+            .await
+            .is_ok()
+    }
+}
+
+/// Forwards notifications until the connection ends (then `None`).
+async fn receive(mut listener: PgListener, tx: tokio::sync::mpsc::Sender<Option<String>>) {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => {
+                if tx
+                    .send(Some(notification.payload().to_string()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "revocation listener failed");
+                break;
+            }
+        }
+    }
+    let _ = tx.send(None).await;
 }
 
 #[async_trait]
@@ -125,23 +182,46 @@ impl BackgroundService for RevocationListener {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.connect().await {
-                Ok(mut listener) => {
+                Ok((listener, pool)) => {
                     delay = Duration::from_millis(100);
                     self.set_connected(true);
                     tracing::info!("listening for revocations from other instances");
+                    // The listener reads in a task of its own: receiving is not cancel-safe, so
+                    // it is never raced against the heartbeat. `None` says the connection ended.
+                    let (tx, mut rx) = tokio::sync::mpsc::channel::<Option<String>>(1024);
+                    let receiver = tokio::spawn(receive(listener, tx));
+                    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+                    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    let mut unanswered = false;
                     loop {
                         tokio::select! {
-                            received = listener.try_recv() => match received {
-                                Ok(Some(notification)) => self.apply(notification.payload()),
-                                Ok(None) => break,
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "revocation listener failed");
+                            received = rx.recv() => match received {
+                                Some(Some(payload)) => {
+                                    if self.apply(&payload) {
+                                        unanswered = false;
+                                    }
+                                }
+                                _ => break,
+                            },
+                            _ = heartbeat.tick() => {
+                                if unanswered {
+                                    tracing::warn!("the revocation listener's heartbeat did not come back");
                                     break;
                                 }
-                            },
-                            _ = shutdown.changed() => return,
+                                if !self.ping(&pool).await {
+                                    tracing::warn!("the revocation listener cannot send its heartbeat");
+                                    break;
+                                }
+                                unanswered = true;
+                            }
+                            _ = shutdown.changed() => {
+                                receiver.abort();
+                                return;
+                            }
                         }
                     }
+                    receiver.abort();
+                    pool.close().await;
                     self.set_connected(false);
                     self.metrics.revocation_listener_reconnects.inc();
                     tracing::warn!(
@@ -174,6 +254,11 @@ mod tests {
         );
         assert_eq!(Revocation::parse("u:"), None);
         assert_eq!(Revocation::parse("x:1"), None);
+        assert_eq!(Revocation::parse("all:"), Some(Revocation::All));
+        assert_eq!(
+            Revocation::parse("ping:postern-revocations a"),
+            Some(Revocation::Ping("postern-revocations a"))
+        );
         assert_eq!(Revocation::parse("nothing"), None);
     }
 }

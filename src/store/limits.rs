@@ -61,15 +61,20 @@ impl Store {
         )
     }
 
-    /// Removes counters older than `oldest` and blocks that have ended (PostgreSQL only).
-    pub async fn prune_limits(&self, now: i64, oldest: i64) -> Result<(), StoreError> {
+    /// Removes counters whose window has passed — a minute for the rate limit,
+    /// `failure_window` seconds for failure counts — and blocks that have ended (PostgreSQL
+    /// only).
+    pub async fn prune_limits(&self, now: i64, failure_window: i64) -> Result<(), StoreError> {
         if self.backend() != super::Backend::Postgres {
             return Ok(());
         }
-        sqlx::query("DELETE FROM limit_counters WHERE started_at < $1")
-            .bind(oldest)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "DELETE FROM limit_counters WHERE (scope = 'rate' AND started_at < $1) OR started_at < $2",
+        )
+        .bind(now - 60)
+        .bind(now - failure_window)
+        .execute(self.pool())
+        .await?;
         sqlx::query("DELETE FROM limit_blocks WHERE until <= $1")
             .bind(now)
             .execute(self.pool())
