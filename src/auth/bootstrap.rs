@@ -52,7 +52,7 @@ pub async fn bootstrap_admin(
             (URL_SAFE_NO_PAD.encode(bytes), true)
         }
     };
-    let user = store
+    let created = store
         .create_user(
             &NewUser {
                 username: ADMIN_USER.into(),
@@ -64,7 +64,13 @@ pub async fn bootstrap_admin(
             },
             now,
         )
-        .await?;
+        .await;
+    let user = match created {
+        Ok(user) => user,
+        // Another instance starting on the same database got there first.
+        Err(crate::store::StoreError::Conflict(_)) => return Ok(Bootstrap::NotNeeded),
+        Err(e) => return Err(e.into()),
+    };
     let event = NewEvent {
         kind: "user.bootstrap_admin".into(),
         user_id: Some(user.id),

@@ -45,7 +45,8 @@ pub struct Sessions {
     /// Moves on every revocation: a lookup that began before one may not fill the cache with
     /// what it read (the revocation's invalidation could have passed it by).
     generation: std::sync::atomic::AtomicU64,
-    /// Woken whenever sessions are revoked here or elsewhere (long responses re-check then).
+    /// Woken whenever sessions are revoked here or elsewhere (long responses re-check then); a
+    /// wake that finds nobody waiting is kept for the next wait, so none is lost mid-sweep.
     revoked: Arc<tokio::sync::Notify>,
     cache_hits: prometheus::IntCounter,
     cache_misses: prometheus::IntCounter,
@@ -326,14 +327,14 @@ impl Sessions {
         {
             tracing::warn!(error = %e, "could not invalidate cached sessions");
         }
-        self.revoked.notify_waiters();
+        self.revoked.notify_one();
     }
 
     /// Drops one cached session on this instance.
     pub fn forget_session(&self, id_hash: &str) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate(id_hash);
-        self.revoked.notify_waiters();
+        self.revoked.notify_one();
     }
 
     /// Turns the cache on or off; either way it starts empty. Off while revocations from other
@@ -342,7 +343,7 @@ impl Sessions {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache_on.store(on, Ordering::Release);
         self.cache.invalidate_all();
-        self.revoked.notify_waiters();
+        self.revoked.notify_one();
     }
 
     /// Notified whenever sessions are revoked or the cache is flushed.

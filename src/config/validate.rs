@@ -417,7 +417,7 @@ pub(crate) fn parse_cidr(text: &str) -> Result<IpNet, String> {
 fn shared_keys_are_set(c: &mut Checker, tokens: &TokenSettings, links: &LinkSettings) {
     const WHY: &str =
         "several instances share this database (PostgreSQL) and must accept each other's";
-    if tokens.secret_is_random {
+    if tokens.secret_is_random && tokens.algorithm == TokenAlgorithm::Hs256 {
         c.report(
             "tokens.secret",
             format!("set it (the same on every instance, at least 32 bytes): {WHY} bearer tokens (or set database.instances = \"one\")"),

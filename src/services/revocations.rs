@@ -83,7 +83,9 @@ impl RevocationListener {
         state: Arc<ListenerState>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let mut application_name = format!("{APPLICATION_NAME} {instance}");
+        // A random tail: instances on several hosts may share a listen address.
+        let tail: u32 = rand::random();
+        let mut application_name = format!("{APPLICATION_NAME} {instance} {tail:08x}");
         application_name.truncate(63);
         let listener = Self {
             url,
