@@ -223,26 +223,7 @@ impl Builtin {
         page: String,
         set_cookie: Option<String>,
     ) -> Result<(), GatewayError> {
-        let mut extra = vec![
-            (header::CACHE_CONTROL, "no-store".to_string()),
-            (
-                header::HeaderName::from_static("x-frame-options"),
-                "DENY".to_string(),
-            ),
-            (header::REFERRER_POLICY, "same-origin".to_string()),
-            (header::CONTENT_SECURITY_POLICY, CSP.to_string()),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
-        ];
-        extra.extend(set_cookie.map(|c| (header::SET_COOKIE, c)));
-        respond::send(
-            session,
-            status,
-            "text/html; charset=utf-8",
-            page.into(),
-            &extra,
-        )
-        .await
-        .map_err(|_| GatewayError::Internal)
+        super::send_html(session, status, page, set_cookie.into_iter().collect(), CSP).await
     }
 
     async fn send_asset(

@@ -140,6 +140,36 @@ fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Sends an HTML page that must not be cached, framed or sniffed, under `csp`.
+async fn send_html(
+    session: &mut Session,
+    status: StatusCode,
+    page: String,
+    set_cookies: Vec<String>,
+    csp: &str,
+) -> Result<(), GatewayError> {
+    let mut extra = vec![
+        (header::CACHE_CONTROL, "no-store".to_string()),
+        (
+            header::HeaderName::from_static("x-frame-options"),
+            "DENY".to_string(),
+        ),
+        (header::REFERRER_POLICY, "same-origin".to_string()),
+        (header::CONTENT_SECURITY_POLICY, csp.to_string()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+    ];
+    extra.extend(set_cookies.into_iter().map(|c| (header::SET_COOKIE, c)));
+    respond::send(
+        session,
+        status,
+        "text/html; charset=utf-8",
+        page.into(),
+        &extra,
+    )
+    .await
+    .map_err(|_| GatewayError::Internal)
+}
+
 /// Whether the request's `Content-Type` is `media_type` (any parameters aside, any case).
 fn has_media_type(req: &pingora::http::RequestHeader, media_type: &str) -> bool {
     req.headers
@@ -323,25 +353,8 @@ impl Builtin {
         page: String,
         set_cookies: Vec<String>,
     ) -> Result<(), GatewayError> {
-        let mut extra = vec![
-            (header::CACHE_CONTROL, "no-store".to_string()),
-            (header::HeaderName::from_static("x-frame-options"), "DENY".to_string()),
-            (header::REFERRER_POLICY, "same-origin".to_string()),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'".to_string(),
-            ),
-        ];
-        extra.extend(set_cookies.into_iter().map(|c| (header::SET_COOKIE, c)));
-        respond::send(
-            session,
-            status,
-            "text/html; charset=utf-8",
-            page.into(),
-            &extra,
-        )
-        .await
-        .map_err(|_| GatewayError::Internal)
+        const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+        send_html(session, status, page, set_cookies, PAGE_CSP).await
     }
 
     /// A form page with a CSRF token (and its cookie when the browser has none yet).
