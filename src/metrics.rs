@@ -35,6 +35,7 @@ pub struct Metrics {
     pub revocation_listener_reconnects: IntCounter,
     pub revocations_received: IntCounter,
     pub streams_cut: IntCounterVec,
+    pub disconnects: IntCounterVec,
 }
 
 impl Metrics {
@@ -226,6 +227,14 @@ impl Metrics {
         registry.register(Box::new(revocation_listener_reconnects.clone()))?;
         registry.register(Box::new(revocations_received.clone()))?;
         registry.register(Box::new(streams_cut.clone()))?;
+        let disconnects = IntCounterVec::new(
+            Opts::new(
+                "postern_disconnects_total",
+                "Requests that ended because a connection went away, by side (client, upstream, cut): normal traffic, logged at most as a rate-limited warning",
+            ),
+            &["side"],
+        )?;
+        registry.register(Box::new(disconnects.clone()))?;
         registry.register(Box::new(uploads.clone()))?;
         registry.register(Box::new(upload_bytes.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -255,6 +264,7 @@ impl Metrics {
             revocation_listener_reconnects,
             revocations_received,
             streams_cut,
+            disconnects,
         })
     }
 
@@ -335,6 +345,7 @@ mod tests {
             &m.revocation_listener_reconnects,
             &m.revocations_received,
             &m.streams_cut,
+            &m.disconnects,
         ];
         let mut known: Vec<String> = collectors
             .iter()

@@ -681,3 +681,48 @@ access = "public"
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_going_away_is_counted_not_logged_as_an_error() {
+    use std::io::{Read, Write};
+    let app = Upstream::start("app").await;
+    let config = format!(
+        r#"{}
+[upstreams.app]
+backends = ["${{APP}}"]
+
+[[routes]]
+name = "app"
+path = "/"
+upstream = "app"
+access = "public"
+"#,
+        base_config("")
+    );
+    let p = Postern::start(&config, &[("APP", app.url())]);
+    let addr = p.addr;
+    // An event stream read for a moment, then the client hangs up.
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .write_all(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    })
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = p.metrics().await;
+        if metrics.contains("postern_disconnects_total{side=\"client\"} 1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the disconnect was never counted:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -49,6 +49,7 @@ pub struct Gateway {
     sessions: Arc<Sessions>,
     tokens: Arc<Tokens>,
     watches: Arc<cut::Watches>,
+    disconnect_log: DisconnectLog,
     builtin: Option<Builtin>,
     assets: Assets,
     images: ImageServer,
@@ -111,6 +112,69 @@ pub struct RequestCtx {
     watch: Option<cut::WatchGuard>,
 }
 
+/// The least time between two warnings about connections that went away.
+const DISCONNECT_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Which side went away, when an error is only that: the client (closed, reset or timed out
+/// while postern read or wrote), the upstream (closed or reset mid-response), or postern itself
+/// cutting a request whose login ended.
+fn disconnect_side(error: &pingora::Error, cut: bool) -> Option<&'static str> {
+    use pingora::ErrorSource;
+    if cut {
+        return Some("cut");
+    }
+    let gone = matches!(
+        error.etype(),
+        ErrorType::ConnectionClosed
+            | ErrorType::ReadError
+            | ErrorType::WriteError
+            | ErrorType::ReadTimedout
+            | ErrorType::WriteTimedout
+    );
+    match error.esource() {
+        ErrorSource::Downstream if gone => Some("client"),
+        ErrorSource::Upstream
+            if matches!(
+                error.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError
+            ) =>
+        {
+            Some("upstream")
+        }
+        _ => None,
+    }
+}
+
+/// A warning about disconnects, at most once per interval, with how many there were.
+#[derive(Default)]
+struct DisconnectLog {
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+    since: std::sync::atomic::AtomicU64,
+}
+
+impl DisconnectLog {
+    fn note(&self, side: &str, error: &pingora::Error) {
+        let count = self
+            .since
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let Ok(mut last) = self.last.try_lock() else {
+            return;
+        };
+        if last.is_some_and(|at| at.elapsed() < DISCONNECT_LOG_INTERVAL) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        self.since.store(0, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            side,
+            count,
+            error = %error,
+            "connections went away mid-request (counted in postern_disconnects_total)"
+        );
+    }
+}
+
 /// How logins are checked: sessions, bearer tokens, and the watch on running responses.
 pub struct Logins {
     pub sessions: Arc<Sessions>,
@@ -161,6 +225,7 @@ impl Gateway {
             sessions,
             tokens,
             watches,
+            disconnect_log: DisconnectLog::default(),
             builtin,
             assets,
             images,
@@ -1401,6 +1466,23 @@ impl ProxyHttp for Gateway {
             self.assets.s3_body(asset, body, end_of_stream);
         }
         Ok(None)
+    }
+
+    /// Connections that go away are normal traffic: counted, and logged as a warning at most
+    /// once per [`DISCONNECT_LOG_INTERVAL`], instead of Pingora's error line each time.
+    fn suppress_error_log(
+        &self,
+        _session: &Session,
+        ctx: &RequestCtx,
+        error: &pingora::Error,
+    ) -> bool {
+        let cut = ctx.watch.as_ref().is_some_and(cut::WatchGuard::is_cut);
+        let Some(side) = disconnect_side(error, cut) else {
+            return false;
+        };
+        self.metrics.disconnects.with_label_values(&[side]).inc();
+        self.disconnect_log.note(side, error);
+        true
     }
 
     async fn fail_to_proxy(
