@@ -184,6 +184,14 @@ impl Sessions {
         self.authenticate_for(token, BROWSER).await
     }
 
+    /// [`Sessions::authenticate`] for a cookie value already turned into its id ([`Sessions::id_of`]).
+    pub async fn authenticate_id(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<Arc<Principal>>, SessionError> {
+        self.authenticate_hashed(id_hash, BROWSER).await
+    }
+
     /// The user behind an OAuth refresh token, if its session is valid now.
     pub async fn authenticate_refresh(
         &self,
@@ -200,14 +208,22 @@ impl Sessions {
         let Some(id_hash) = self.id_of(token) else {
             return Ok(None);
         };
+        self.authenticate_hashed(&id_hash, purpose).await
+    }
+
+    async fn authenticate_hashed(
+        &self,
+        id_hash: &str,
+        purpose: &str,
+    ) -> Result<Option<Arc<Principal>>, SessionError> {
         let now = self.clock.now();
-        let Some(cached) = self.live(&id_hash, now).await? else {
+        let Some(cached) = self.live(id_hash, now).await? else {
             return Ok(None);
         };
         if cached.record.purpose != purpose {
             return Ok(None);
         }
-        self.touch(&id_hash, &cached, now).await;
+        self.touch(id_hash, &cached, now).await;
         Ok(Some(cached.principal.clone()))
     }
 

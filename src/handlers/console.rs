@@ -62,6 +62,8 @@ const PENDING_IMPORTS_KEPT: u64 = 32;
 pub struct Console {
     history: Arc<MetricsHistory>,
     thumbnails: Vec<ThumbnailRoute>,
+    /// The canonical form of [`THUMBNAIL_QUERY`], what a signed route's signature covers.
+    thumbnail_canonical: Option<String>,
     signer: LinkSigner,
     pending: moka::sync::Cache<String, Arc<PendingImport>>,
 }
@@ -72,9 +74,24 @@ impl Console {
         thumbnails: Vec<ThumbnailRoute>,
         signer: LinkSigner,
     ) -> Self {
+        let bounds = params::Bounds {
+            max_width: 128,
+            max_height: 128,
+            default_quality: 80,
+        };
+        let thumbnail_canonical = params::parse(
+            Some(THUMBNAIL_QUERY),
+            params::Policy::Open,
+            &bounds,
+            &Default::default(),
+        )
+        .ok()
+        .flatten()
+        .map(|(transform, _)| transform.canonical());
         Self {
             history,
             thumbnails,
+            thumbnail_canonical,
             signer,
             pending: moka::sync::Cache::builder()
                 .max_capacity(PENDING_IMPORTS_KEPT)
@@ -100,19 +117,8 @@ impl Console {
         if !route.signed {
             return Some(format!("{path}?{THUMBNAIL_QUERY}"));
         }
-        let bounds = params::Bounds {
-            max_width: 128,
-            max_height: 128,
-            default_quality: 80,
-        };
-        let (transform, _) = params::parse(
-            Some(THUMBNAIL_QUERY),
-            params::Policy::Open,
-            &bounds,
-            &Default::default(),
-        )
-        .ok()??;
-        let signature = self.signer.sign_transform(&path, &transform.canonical());
+        let canonical = self.thumbnail_canonical.as_deref()?;
+        let signature = self.signer.sign_transform(&path, canonical);
         Some(format!("{path}?{THUMBNAIL_QUERY}&sig={signature}"))
     }
 }

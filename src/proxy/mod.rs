@@ -407,7 +407,7 @@ impl Gateway {
         &self,
         ctx: &RequestCtx,
         principal: &Principal,
-        cookie_token: Option<&str>,
+        session_id: Option<String>,
     ) -> Option<cut::WatchGuard> {
         let grant = match ctx.bearer_grant {
             Some((epoch, expires_at)) => cut::Grant::Token {
@@ -416,18 +416,20 @@ impl Gateway {
                 expires_at,
                 session: ctx.bearer_session.clone(),
             },
-            None => cut::Grant::Session(self.sessions.id_of(cookie_token?)?),
+            None => cut::Grant::Session(session_id?),
         };
         self.watches.watch(grant)
     }
 
-    /// The principal behind the session cookie, if any.
+    /// The principal behind the session cookie (given as its id), if any.
     async fn authenticate(
         &self,
-        token: Option<&str>,
+        session_id: Option<&str>,
     ) -> Result<Option<Arc<Principal>>, GatewayError> {
-        let Some(token) = token else { return Ok(None) };
-        match self.sessions.authenticate(token).await {
+        let Some(session_id) = session_id else {
+            return Ok(None);
+        };
+        match self.sessions.authenticate_id(session_id).await {
             Ok(principal) => Ok(principal),
             Err(SessionError::Unavailable) => Err(GatewayError::Unavailable("the user database")),
             Err(SessionError::Store(e)) => {
@@ -1150,6 +1152,11 @@ impl ProxyHttp for Gateway {
         let token = headers::cookie_value(session.req_header(), self.cookies(session).session)
             .map(str::to_owned);
         let bearer = headers::bearer_token(session.req_header()).map(str::to_owned);
+        // The cookie's session id, hashed once for the check and the watch on the response.
+        let session_id = match &bearer {
+            None => token.as_deref().and_then(|t| self.sessions.id_of(t)),
+            Some(_) => None,
+        };
         let principal = match &bearer {
             Some(bearer) => match self.authenticate_bearer(bearer).await {
                 Ok((principal, from_session, grant)) => {
@@ -1160,7 +1167,7 @@ impl ProxyHttp for Gateway {
                 }
                 Err(err) => return self.answer(session, ctx, err).await,
             },
-            None => match self.authenticate(token.as_deref()).await {
+            None => match self.authenticate(session_id.as_deref()).await {
                 Ok(principal) => principal,
                 Err(err) => return self.answer(session, ctx, err).await,
             },
@@ -1230,7 +1237,7 @@ impl ProxyHttp for Gateway {
         if route.cut_on_revoke
             && let Some(p) = principal.as_deref()
         {
-            ctx.watch = self.watch(ctx, p, token.as_deref());
+            ctx.watch = self.watch(ctx, p, session_id);
         }
         if let RouteTarget::Assets(asset_route) = &route.target {
             return self
