@@ -68,6 +68,12 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    let code = run_command(cli);
+    crate::telemetry::flush();
+    code
+}
+
+fn run_command(cli: Cli) -> ExitCode {
     let config = cli.config.as_deref();
     match cli.command {
         Command::Serve { daemon, upgrade } => {

@@ -67,6 +67,8 @@ pub enum GatewayError {
     StoreDenied,
     #[error("the object store could not be reached or failed")]
     StoreUnavailable,
+    #[error("the store's filesystem is full")]
+    InsufficientStorage,
     #[error("the object store did not answer in time")]
     StoreTimeout,
     #[error("the object store rejected the request")]
@@ -150,6 +152,7 @@ impl GatewayError {
             Self::ObjectNotFound => StatusCode::NOT_FOUND,
             Self::StoreDenied | Self::BadSignature => StatusCode::FORBIDDEN,
             Self::StoreUnavailable | Self::StoreRejected => StatusCode::BAD_GATEWAY,
+            Self::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Self::StoreTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::LinkExpired => StatusCode::GONE,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -204,6 +207,7 @@ impl GatewayError {
             Self::ObjectNotFound => "not_found",
             Self::StoreDenied => "forbidden",
             Self::StoreUnavailable => "store_unavailable",
+            Self::InsufficientStorage => "insufficient_storage",
             Self::StoreTimeout => "store_timeout",
             Self::StoreRejected => "store_error",
             Self::BadSignature => "bad_signature",
@@ -273,6 +277,7 @@ mod tests {
             GatewayError::ObjectNotFound,
             GatewayError::StoreDenied,
             GatewayError::StoreUnavailable,
+            GatewayError::InsufficientStorage,
             GatewayError::StoreTimeout,
             GatewayError::StoreRejected,
             GatewayError::BadSignature,

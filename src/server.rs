@@ -35,8 +35,8 @@ use crate::proxy::cut::{Cutter, Watches};
 use crate::proxy::transform::ImageServer;
 use crate::proxy::{Gateway, Logins, ObjectServing};
 use crate::services::{
-    CredentialRefresher, DatabaseConnector, DnsRefresher, ListenerState, RevocationListener,
-    SessionJanitor, StoreHandle,
+    CredentialRefresher, DatabaseConnector, DnsRefresher, InFlight, ListenerState,
+    RevocationListener, SessionJanitor, StoreHandle,
 };
 use crate::store::{Store, StoreError};
 use crate::tls::{CertificateReloader, LiveListener};
@@ -147,6 +147,8 @@ pub fn build_lifecycle(
 pub struct Built {
     pub server: Server,
     pub store: StoreHandle,
+    /// Requests in progress on the proxy listeners.
+    pub in_flight: Arc<InFlight>,
 }
 
 /// Connects once and applies migrations, so that `serve` fails at start (not at the first login)
@@ -444,6 +446,7 @@ pub fn build_server_with_clock(
             }),
         },
     );
+    let in_flight = gateway.in_flight();
     let mut server_options = HttpServerOptions::default();
     server_options.keepalive_request_limit = Some(settings.server.keepalive_requests);
     let mut proxy = ProxyServiceBuilder::new(&server.configuration, gateway)
@@ -536,6 +539,10 @@ pub fn build_server_with_clock(
         ));
     }
     server.add_service(background_service(
+        "log writer",
+        crate::telemetry::LogWriter,
+    ));
+    server.add_service(background_service(
         "console history",
         HistorySampler::new(history),
     ));
@@ -552,5 +559,9 @@ pub fn build_server_with_clock(
         "database",
         DatabaseConnector::new(settings.database.clone(), store.clone()),
     ));
-    Ok(Built { server, store })
+    Ok(Built {
+        server,
+        store,
+        in_flight,
+    })
 }

@@ -1,6 +1,13 @@
-//! Logging: `tracing` for postern, with Pingora's `log` output bridged in.
+//! Logging: `tracing` for postern, with Pingora's `log` output bridged in, written to stderr
+//! through a buffer so that a request's access-log line costs a copy, not a system call.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -23,7 +30,7 @@ pub fn init(settings: &LogSettings) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(BufferedStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let installed = match settings.format {
         LogFormat::Text => builder.try_init(),
@@ -31,5 +38,191 @@ pub fn init(settings: &LogSettings) {
     };
     if installed.is_ok() {
         let _ = tracing_log::LogTracer::init_with_filter(log_ceiling);
+    }
+}
+
+/// How long a line may wait in the buffer before it is written.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// The writer thread is woken early once this much is waiting.
+const FLUSH_SIZE: usize = 64 * 1024;
+/// Beyond this, lines are dropped (and counted) rather than block a worker thread on a stderr
+/// that does not drain.
+const MAX_BUFFERED: usize = 8 * 1024 * 1024;
+
+/// Log lines waiting for the writer thread.
+struct LogBuffer {
+    lines: Mutex<Vec<u8>>,
+    wake: Condvar,
+    dropped: AtomicU64,
+    limit: usize,
+}
+
+impl LogBuffer {
+    fn new(limit: usize) -> Self {
+        Self {
+            lines: Mutex::new(Vec::with_capacity(FLUSH_SIZE)),
+            wake: Condvar::new(),
+            dropped: AtomicU64::new(0),
+            limit,
+        }
+    }
+
+    /// Adds a line; returns what must be written now (everything waiting, for an urgent line).
+    fn push(&self, line: &[u8], urgent: bool) -> Option<Vec<u8>> {
+        let Ok(mut lines) = self.lines.lock() else {
+            return Some(line.to_vec());
+        };
+        if lines.len() + line.len() > self.limit {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        lines.extend_from_slice(line);
+        if urgent {
+            return Some(std::mem::take(&mut *lines));
+        }
+        if lines.len() >= FLUSH_SIZE {
+            self.wake.notify_one();
+        }
+        None
+    }
+
+    /// Everything waiting, once the interval passes or the writer is woken.
+    fn wait_for_lines(&self) -> Option<Vec<u8>> {
+        let lines = self.lines.lock().ok()?;
+        let (mut lines, _) = self.wake.wait_timeout(lines, FLUSH_INTERVAL).ok()?;
+        Some(std::mem::take(&mut *lines))
+    }
+
+    fn take(&self) -> Vec<u8> {
+        self.lines
+            .lock()
+            .map(|mut lines| std::mem::take(&mut *lines))
+            .unwrap_or_default()
+    }
+
+    /// What to write: a note about dropped lines first, then the lines.
+    fn write_out(&self, lines: &[u8], out: &mut impl Write) {
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let _ = writeln!(
+                out,
+                "postern: {dropped} log line(s) dropped: stderr did not keep up"
+            );
+        }
+        let _ = out.write_all(lines);
+        let _ = out.flush();
+    }
+}
+
+fn log_buffer() -> &'static LogBuffer {
+    static BUFFER: OnceLock<LogBuffer> = OnceLock::new();
+    BUFFER.get_or_init(|| LogBuffer::new(MAX_BUFFERED))
+}
+
+/// Starts the thread that writes buffered lines out. Until it runs, lines wait (warnings and
+/// errors, and [`flush`], still write at once): the server starts it after Pingora has
+/// daemonized, since a thread does not survive the fork. Later calls do nothing.
+pub fn start_writer() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let started = std::thread::Builder::new()
+            .name("postern-log".into())
+            .spawn(|| {
+                let buffer = log_buffer();
+                while let Some(lines) = buffer.wait_for_lines() {
+                    buffer.write_out(&lines, &mut std::io::stderr().lock());
+                }
+            });
+        if let Err(e) = started {
+            tracing::warn!(error = %e, "no log writer thread: info lines are written only with warnings");
+        }
+    });
+}
+
+/// The background service that starts the writer thread inside the running server.
+pub struct LogWriter;
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for LogWriter {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        start_writer();
+    }
+}
+
+/// Writes everything buffered now (before the process exits).
+pub fn flush() {
+    let buffer = log_buffer();
+    buffer.write_out(&buffer.take(), &mut std::io::stderr().lock());
+}
+
+/// The subscriber's writer: info and below go through the buffer; warnings and errors flush it
+/// and are written at once, so that nothing important waits (or is lost in a crash).
+struct BufferedStderr;
+
+struct LineWriter {
+    urgent: bool,
+}
+
+impl Write for LineWriter {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let buffer = log_buffer();
+        if let Some(now) = buffer.push(line, self.urgent) {
+            buffer.write_out(&now, &mut std::io::stderr().lock());
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BufferedStderr {
+    type Writer = LineWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter { urgent: true }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        LineWriter {
+            urgent: *meta.level() <= tracing::Level::WARN,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_wait_until_an_urgent_one_takes_them_all_along() {
+        let buffer = LogBuffer::new(1024);
+        assert_eq!(buffer.push(b"access one\n", false), None);
+        assert_eq!(buffer.push(b"access two\n", false), None);
+        let now = buffer.push(b"a warning\n", true).unwrap();
+        assert_eq!(now, b"access one\naccess two\na warning\n");
+        assert!(buffer.take().is_empty());
+    }
+
+    #[test]
+    fn a_full_buffer_drops_lines_and_says_how_many() {
+        let buffer = LogBuffer::new(16);
+        assert_eq!(buffer.push(b"0123456789\n", false), None);
+        assert_eq!(buffer.push(b"0123456789\n", false), None);
+        assert_eq!(buffer.push(b"0123456789\n", false), None);
+        let mut out = Vec::new();
+        buffer.write_out(&buffer.take(), &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "postern: 2 log line(s) dropped: stderr did not keep up\n0123456789\n"
+        );
+    }
+
+    #[test]
+    fn the_writer_thread_is_woken_by_the_interval() {
+        let buffer = LogBuffer::new(1024);
+        buffer.push(b"waiting\n", false);
+        assert_eq!(buffer.wait_for_lines().unwrap(), b"waiting\n");
     }
 }

@@ -182,6 +182,18 @@ impl Process {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
+
+    /// The log once it says `text`: info lines are written in batches (within 100 ms).
+    fn log_saying(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if log.contains(text) || Instant::now() >= deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Process {
@@ -268,7 +280,7 @@ async fn serves_the_built_in_config_and_drains_on_sigterm() {
         "{metrics}"
     );
 
-    let log = process.log();
+    let log = process.log_saying("ops listening on");
     assert!(
         log.contains(&format!("proxy listening on http://{listen}")),
         "{log}"

@@ -8,122 +8,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestDatabase, Upstream, free_port, http_client, wait_for_port};
+use common::process::Instance;
+use common::{TestDatabase, Upstream, http_client};
 use futures_util::StreamExt;
 use serde_json::json;
 
 const ADMIN_PASSWORD: &str = "several instances admin 1";
 const USER_PASSWORD: &str = "several instances user 1";
-
-/// One `postern serve` process.
-struct Instance {
-    child: Child,
-    listen: String,
-    ops: String,
-    log: PathBuf,
-}
-
-impl Instance {
-    fn start(dir: &Path, name: &str, config: &str) -> Self {
-        let listen = format!("127.0.0.1:{}", free_port());
-        let ops = format!("127.0.0.1:{}", free_port());
-        let config = config
-            .replace("{LISTEN}", &listen)
-            .replace("{OPS}", &ops)
-            .replace("{DATA}", &dir.join(name).display().to_string());
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, config).unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_postern"))
-            .args(["serve", "-c"])
-            .arg(&path)
-            .env_remove("POSTERN_CONFIG")
-            .env("LINK_KEY", "several-instances-link-key-0123456789-abcdef")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn postern");
-        let instance = Self {
-            child,
-            listen,
-            ops,
-            log,
-        };
-        wait_for_port(instance.listen.parse().unwrap());
-        wait_for_port(instance.ops.parse().unwrap());
-        instance
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.listen)
-    }
-
-    async fn metrics(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.ops))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
-    async fn metric(&self, line_start: &str) -> f64 {
-        self.metrics()
-            .await
-            .lines()
-            .find(|l| l.starts_with(line_start))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    /// Waits until this instance hears revocations (its listener is connected).
-    async fn wait_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.metric("postern_revocation_listener_up ").await < 1.0 {
-            assert!(
-                Instant::now() < deadline,
-                "the revocation listener never connected:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn login(&self, username: &str, password: &str) -> String {
-        let r = http_client()
-            .post(self.url("/_postern/login"))
-            .json(&json!({"username": username, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "login as {username}");
-        let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
-        cookie.split(';').next().unwrap().to_string()
-    }
-
-    async fn status(&self, path: &str, cookie: &str) -> u16 {
-        http_client()
-            .get(self.url(path))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 struct Cluster {
     a: Instance,

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use crate::config::{self, ConfigError, ConfigSource};
 use crate::server::{ServeOptions, build_server};
+use crate::services::DrainWatcher;
 use crate::telemetry;
+use pingora::services::background::background_service;
 
 pub const EXIT_RUNTIME: u8 = 1;
 pub const EXIT_CONFIG: u8 = 2;
@@ -77,7 +79,14 @@ pub fn serve(config_path: Option<&Path>, options: ServeOptions) -> ExitCode {
     tracing::info!(config = %source.name(), threads, "postern {} starting", env!("CARGO_PKG_VERSION"));
     tracing::info!("proxy listening on http://{listen}");
     tracing::info!("ops listening on http://{ops_listen} (/metrics, /healthz, /readyz)");
-    built.server.run(pingora::server::RunArgs::default());
+    let mut server = built.server;
+    let drain = DrainWatcher::new(
+        server.watch_execution_phase(),
+        built.in_flight,
+        telemetry::flush,
+    );
+    server.add_service(background_service("drain", drain));
+    server.run(pingora::server::RunArgs::default());
     tracing::info!("postern stopped");
     ExitCode::SUCCESS
 }

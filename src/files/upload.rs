@@ -46,6 +46,8 @@ pub enum UploadError {
     Taken,
     #[error("the object store failed: {0}")]
     Store(String),
+    #[error("the filesystem of the store is full")]
+    StorageFull,
     #[error(transparent)]
     Database(#[from] StoreError),
     #[error("the user database is not available")]
@@ -56,6 +58,16 @@ pub enum UploadError {
 
 fn store_failed(e: impl std::fmt::Display) -> UploadError {
     UploadError::Store(e.to_string())
+}
+
+/// A write to a filesystem store: a full disk (or quota) is said as such.
+fn fs_write_failed(e: std::io::Error) -> UploadError {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+            UploadError::StorageFull
+        }
+        _ => store_failed(e),
+    }
 }
 
 /// Types the image pipeline can decode (and so turn into a variant).
@@ -166,7 +178,7 @@ impl Writer<'_> {
                 }
                 Ok(())
             }
-            Self::Fs { file, .. } => file.write_all(chunk).await.map_err(store_failed),
+            Self::Fs { file, .. } => file.write_all(chunk).await.map_err(fs_write_failed),
         }
     }
 
@@ -226,7 +238,7 @@ impl Writer<'_> {
                 drop(file);
                 if let Err(e) = synced {
                     let _ = tokio::fs::remove_file(&temp).await;
-                    return Err(store_failed(e));
+                    return Err(fs_write_failed(e));
                 }
                 match store.commit_temp(temp.clone(), &key).await {
                     Ok(etag) => Ok(Some(etag)),

@@ -129,6 +129,10 @@ fn upload_error(e: UploadError) -> GatewayError {
             tracing::warn!(error = %message, "object store failed during an upload");
             GatewayError::StoreUnavailable
         }
+        UploadError::StorageFull => {
+            tracing::warn!("an upload failed: the store's filesystem is full");
+            GatewayError::InsufficientStorage
+        }
         UploadError::Database(e) => {
             tracing::warn!(error = %e, "database failed during an upload");
             GatewayError::Unavailable("the user database")

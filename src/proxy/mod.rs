@@ -30,6 +30,7 @@ use crate::objects::InlineTypes;
 use crate::objects::ObjectStore;
 use crate::policy::{self, Decision, Principal};
 use crate::routing::{Match, PathError, Route, RouteTable, check_unambiguous, normalize_path};
+use crate::services::{InFlight, InFlightGuard};
 use crate::upstream::UpstreamPool;
 
 use crate::files::UploadRoute;
@@ -50,6 +51,7 @@ pub struct Gateway {
     tokens: Arc<Tokens>,
     watches: Arc<cut::Watches>,
     disconnect_log: DisconnectLog,
+    in_flight: Arc<InFlight>,
     builtin: Option<Builtin>,
     assets: Assets,
     images: ImageServer,
@@ -110,6 +112,7 @@ pub struct RequestCtx {
     bearer_grant: Option<(i64, i64)>,
     /// A running response watched for the end of its login (`cut_on_revoke`).
     watch: Option<cut::WatchGuard>,
+    _in_flight: InFlightGuard,
 }
 
 /// The least time between two warnings about connections that went away.
@@ -226,6 +229,7 @@ impl Gateway {
             tokens,
             watches,
             disconnect_log: DisconnectLog::default(),
+            in_flight: Arc::new(InFlight::default()),
             builtin,
             assets,
             images,
@@ -233,6 +237,11 @@ impl Gateway {
             files,
             acme_over_http,
         }
+    }
+
+    /// The requests in progress, for a graceful stop that ends when they are done.
+    pub fn in_flight(&self) -> Arc<InFlight> {
+        self.in_flight.clone()
     }
 
     fn route(&self, ctx: &RequestCtx) -> Option<&Route> {
@@ -1097,6 +1106,7 @@ impl ProxyHttp for Gateway {
             failure: None,
             bearer_grant: None,
             watch: None,
+            _in_flight: self.in_flight.enter(),
         }
     }
 
@@ -1106,7 +1116,11 @@ impl ProxyHttp for Gateway {
         _ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         let server = &self.settings.server;
-        session.set_keepalive(Some(server.keepalive_timeout.as_secs().max(1)));
+        if self.in_flight.closing() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(server.keepalive_timeout.as_secs().max(1)));
+        }
         session.set_read_timeout(Some(server.client_timeout));
         session.set_write_timeout(Some(server.client_timeout));
         Ok(())

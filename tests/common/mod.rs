@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -480,7 +482,12 @@ struct UpstreamState {
 
 impl Upstream {
     pub async fn start(name: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_on("127.0.0.1:0".parse().expect("address"), name).await
+    }
+
+    /// The same server on a given address (to come back on it after being stopped).
+    pub async fn start_on(addr: SocketAddr, name: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
