@@ -16,6 +16,8 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handlers;
 pub mod images;
 pub mod mail;

@@ -279,23 +279,47 @@ impl Metrics {
     }
 
     pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
-        self.requests
-            .with_label_values(&[route, status_class(status)])
-            .inc();
-        self.request_duration
-            .with_label_values(&[route])
-            .observe(seconds);
+        self.route(route).observe(status, seconds);
+    }
+
+    /// The request counters and duration histogram of one route, looked up once (a label
+    /// lookup hashes and locks; the proxy keeps these per route instead).
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            requests: STATUS_CLASSES.map(|class| self.requests.with_label_values(&[route, class])),
+            duration: self.request_duration.with_label_values(&[route]),
+        }
+    }
+}
+
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+fn status_class_index(status: u16) -> usize {
+    match status {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        500..=599 => 4,
+        _ => 5,
     }
 }
 
 pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "other",
+    STATUS_CLASSES[status_class_index(status)]
+}
+
+/// A route's request metrics, resolved (see [`Metrics::route`]).
+#[derive(Clone)]
+pub struct RouteMetrics {
+    requests: [IntCounter; 6],
+    duration: prometheus::Histogram,
+}
+
+impl RouteMetrics {
+    pub fn observe(&self, status: u16, seconds: f64) {
+        self.requests[status_class_index(status)].inc();
+        self.duration.observe(seconds);
     }
 }
 

@@ -2,7 +2,7 @@
 //! through a buffer so that a request's access-log line costs a copy, not a system call.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -55,6 +55,7 @@ struct LogBuffer {
     wake: Condvar,
     dropped: AtomicU64,
     limit: usize,
+    writer_running: AtomicBool,
 }
 
 impl LogBuffer {
@@ -64,10 +65,12 @@ impl LogBuffer {
             wake: Condvar::new(),
             dropped: AtomicU64::new(0),
             limit,
+            writer_running: AtomicBool::new(false),
         }
     }
 
-    /// Adds a line; returns what must be written now (everything waiting, for an urgent line).
+    /// Adds a line; returns what must be written now by the caller: nothing once the writer
+    /// thread runs (an urgent line wakes it), everything waiting for an urgent line before.
     fn push(&self, line: &[u8], urgent: bool) -> Option<Vec<u8>> {
         let Ok(mut lines) = self.lines.lock() else {
             return Some(line.to_vec());
@@ -76,21 +79,25 @@ impl LogBuffer {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        let before = lines.len();
         lines.extend_from_slice(line);
-        if urgent {
+        if urgent && !self.writer_running.load(Ordering::Relaxed) {
             return Some(std::mem::take(&mut *lines));
         }
-        if lines.len() >= FLUSH_SIZE {
+        // One wake when the batch fills (not one per line after that), or for an urgent line.
+        if urgent || (before < FLUSH_SIZE && lines.len() >= FLUSH_SIZE) {
             self.wake.notify_one();
         }
         None
     }
 
-    /// Everything waiting, once the interval passes or the writer is woken.
-    fn wait_for_lines(&self) -> Option<Vec<u8>> {
+    /// Everything waiting, once the interval passes or the writer is woken; `spare` (the
+    /// last batch, written) takes its place, so the buffer keeps its capacity.
+    fn wait_for_lines(&self, mut spare: Vec<u8>) -> Option<Vec<u8>> {
+        spare.clear();
         let lines = self.lines.lock().ok()?;
         let (mut lines, _) = self.wake.wait_timeout(lines, FLUSH_INTERVAL).ok()?;
-        Some(std::mem::take(&mut *lines))
+        Some(std::mem::replace(&mut *lines, spare))
     }
 
     fn take(&self) -> Vec<u8> {
@@ -129,9 +136,13 @@ pub fn start_writer() {
             .name("postern-log".into())
             .spawn(|| {
                 let buffer = log_buffer();
-                while let Some(lines) = buffer.wait_for_lines() {
+                buffer.writer_running.store(true, Ordering::Relaxed);
+                let mut batch = Vec::with_capacity(FLUSH_SIZE);
+                while let Some(lines) = buffer.wait_for_lines(batch) {
                     buffer.write_out(&lines, &mut std::io::stderr().lock());
+                    batch = lines;
                 }
+                buffer.writer_running.store(false, Ordering::Relaxed);
             });
         if let Err(e) = started {
             tracing::warn!(error = %e, "no log writer thread: info lines are written only with warnings");
@@ -155,8 +166,8 @@ pub fn flush() {
     buffer.write_out(&buffer.take(), &mut std::io::stderr().lock());
 }
 
-/// The subscriber's writer: info and below go through the buffer; warnings and errors flush it
-/// and are written at once, so that nothing important waits (or is lost in a crash).
+/// The subscriber's writer: every line goes through the buffer; a warning or an error wakes the
+/// writer thread at once (before it runs, the caller writes it out itself).
 struct BufferedStderr;
 
 struct LineWriter {
@@ -220,9 +231,19 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_thread_is_woken_by_the_interval() {
+    fn the_writer_thread_takes_the_batch_and_leaves_its_spare() {
         let buffer = LogBuffer::new(1024);
         buffer.push(b"waiting\n", false);
-        assert_eq!(buffer.wait_for_lines().unwrap(), b"waiting\n");
+        let spare = Vec::with_capacity(4096);
+        assert_eq!(buffer.wait_for_lines(spare).unwrap(), b"waiting\n");
+        assert!(buffer.lines.lock().unwrap().capacity() >= 4096);
+    }
+
+    #[test]
+    fn with_the_writer_running_an_urgent_line_is_left_to_it() {
+        let buffer = LogBuffer::new(1024);
+        buffer.writer_running.store(true, Ordering::Relaxed);
+        assert_eq!(buffer.push(b"a warning\n", true), None);
+        assert_eq!(buffer.take(), b"a warning\n");
     }
 }

@@ -46,11 +46,11 @@ impl Backend {
 
     fn pick_addr(&self) -> Option<SocketAddr> {
         let addrs = self.resolved.load();
-        if addrs.is_empty() {
-            return None;
+        match addrs.len() {
+            0 => None,
+            1 => Some(addrs[0]),
+            n => Some(addrs[self.next_addr.fetch_add(1, Ordering::Relaxed) % n]),
         }
-        let i = self.next_addr.fetch_add(1, Ordering::Relaxed) % addrs.len();
-        Some(addrs[i])
     }
 }
 
@@ -131,7 +131,11 @@ impl UpstreamPool {
         if n == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = if n == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        };
         let now = self.now_ms();
         let tried = |i: usize| i < 64 && exclude & (1 << i) != 0;
         let candidates = (0..n).map(|k| (start + k) % n);
@@ -165,7 +169,9 @@ impl UpstreamPool {
     }
 
     pub fn mark_ok(&self, backend: usize) {
+        // A read first: the healthy case writes nothing to a line every worker shares.
         if let Some(b) = self.backends.get(backend)
+            && b.failed_until_ms.load(Ordering::Relaxed) != 0
             && b.failed_until_ms.swap(0, Ordering::Relaxed) != 0
         {
             self.publish_health();

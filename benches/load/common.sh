@@ -72,16 +72,38 @@ CONF
     nginx -p "$work/up" -c "$work/up/nginx.conf" -g 'daemon off;' & pids+=($!)
 }
 
-# One wrk run against URL (with COOKIE if given): prints "requests/s p99 errors".
-# wrk prints e.g. "Requests/sec:  51234.56" and, with --latency, "99%    1.23ms".
+# CPU time (user + system, clock ticks) used so far by processes PIDS and their children
+# (nginx's workers are children of its master).
+cpu_ticks() {
+    local total=0 pid ticks
+    for pid in "$@" $(for p in "$@"; do pgrep -P "$p" || true; done); do
+        # Fields after the command name: utime and stime are the 12th and 13th.
+        ticks="$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }')"
+        total=$((total + ${ticks:-0}))
+    done
+    echo "$total"
+}
+CLK_TCK="$(getconf CLK_TCK)"
+
+# One wrk run against URL (with COOKIE if given), charging the CPU time of processes PIDS (a
+# space-separated list) to it: prints "requests/s p99 cpu-us-per-request errors".
+# wrk prints e.g. "Requests/sec:  51234.56", "412345 requests in 8.00s" and, with --latency,
+# "99%    1.23ms".
 measure_url() {
-    local out rps p99 errors
+    local out rps p99 errors requests before after
+    before="$(cpu_ticks ${3:-})"
     out="$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency ${2:+-H "Cookie: $2"} "$1")"
+    after="$(cpu_ticks ${3:-})"
     rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
     p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
+    requests="$(awk '/requests in/ {print $1}' <<<"$out")"
     errors="$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')"
-    echo "$rps $p99 ${errors:-none}"
+    awk -v r="$rps" -v p="$p99" -v n="$requests" -v t=$((after - before)) -v hz="$CLK_TCK" -v e="${errors:-none}" \
+        'BEGIN { printf "%s %s %.1f %s\n", r, p, (n > 0 ? t / hz * 1e6 / n : 0), e }'
 }
+
+# The median of the numbers given.
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 # wrk's latency ("850.00us", "1.23ms", "1.02s") in milliseconds.
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } else print v }'; }

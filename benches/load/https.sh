@@ -77,10 +77,10 @@ wrk -t1 -c16 -d2s "https://localhost:$NGX/warm" >/dev/null
 
 best_p=0; best_n=0; p99_p=""; p99_n=""
 for round in $(seq 1 "$ROUNDS"); do
-    read -r rps p99 err <<<"$(measure_url "https://localhost:$NGX/bench")"
+    read -r rps p99 _cpu err <<<"$(measure_url "https://localhost:$NGX/bench")"
     echo "round $round nginx (TLS):   ${rps} req/s  p99 ${p99}  errors: ${err}" >&2
     if awk -v a="$rps" -v b="$best_n" 'BEGIN{exit !(a>b)}'; then best_n=$rps; p99_n=$p99; fi
-    read -r rps p99 err <<<"$(measure_url "https://localhost:$TLS/bench")"
+    read -r rps p99 _cpu err <<<"$(measure_url "https://localhost:$TLS/bench")"
     echo "round $round postern (TLS): ${rps} req/s  p99 ${p99}  errors: ${err}" >&2
     if awk -v a="$rps" -v b="$best_p" 'BEGIN{exit !(a>b)}'; then best_p=$rps; p99_p=$p99; fi
 done

@@ -271,9 +271,12 @@ impl Sessions {
     async fn touch(&self, id_hash: &str, cached: &Cached, now: i64) {
         let new_idle = (now + self.settings.idle_timeout.as_secs() as i64)
             .min(cached.record.absolute_expires_at);
-        cached
-            .idle_expires_at
-            .fetch_max(new_idle, Ordering::Relaxed);
+        // Written once a second at most (times are in seconds), not on every request.
+        if cached.idle_expires_at.load(Ordering::Relaxed) < new_idle {
+            cached
+                .idle_expires_at
+                .fetch_max(new_idle, Ordering::Relaxed);
+        }
         let last = cached.last_written.load(Ordering::Relaxed);
         if now - last < self.settings.touch_interval.as_secs() as i64 {
             return;

@@ -206,6 +206,25 @@ impl Tokens {
     /// (with leeway) and lifetime on postern's clock, and that the user still exists, is enabled
     /// and has the same epoch. The caller checks that the token's session is still live.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
+        let claims = self.verified_claims(token)?;
+        let user = self
+            .current_user(&claims.sub)
+            .await?
+            .ok_or(TokenError::Invalid)?;
+        if user.epoch != claims.epoch {
+            return Err(TokenError::Invalid);
+        }
+        Ok(VerifiedToken {
+            principal: user.principal.clone(),
+            session: claims.sid,
+            expires_at: claims.exp,
+            epoch: claims.epoch,
+        })
+    }
+
+    /// The token's claims once its header, signature, issuer, audience and times check out
+    /// (everything but the user).
+    pub fn verified_claims(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.typ.as_deref() != Some(ACCESS_TYP) || header.kid.as_deref() != Some(ACCESS_KID) {
             return Err(TokenError::Invalid);
@@ -231,19 +250,7 @@ impl Tokens {
         if claims.exp - claims.iat > self.settings.ttl.as_secs() as i64 {
             return Err(TokenError::Invalid);
         }
-        let user = self
-            .current_user(&claims.sub)
-            .await?
-            .ok_or(TokenError::Invalid)?;
-        if user.epoch != claims.epoch {
-            return Err(TokenError::Invalid);
-        }
-        Ok(VerifiedToken {
-            principal: user.principal.clone(),
-            session: claims.sid,
-            expires_at: claims.exp,
-            epoch: claims.epoch,
-        })
+        Ok(claims)
     }
 
     /// Drops the cached state of a user, so that a change applies to the next request.

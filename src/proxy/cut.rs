@@ -45,10 +45,22 @@ struct Watch {
     cut: AtomicBool,
 }
 
-#[derive(Default)]
+/// Requests start and end on every worker thread at once: the watches are spread over shards
+/// (by id, which is sequential) so that they rarely wait on one another's lock.
+const SHARDS: usize = 16;
+
 pub struct Watches {
-    entries: Mutex<HashMap<u64, Arc<Watch>>>,
+    shards: [Mutex<HashMap<u64, Arc<Watch>>>; SHARDS],
     next: AtomicU64,
+}
+
+impl Default for Watches {
+    fn default() -> Self {
+        Self {
+            shards: std::array::from_fn(|_| Mutex::default()),
+            next: AtomicU64::new(0),
+        }
+    }
 }
 
 /// A watched request; dropping it (at the end of the request) ends the watch.
@@ -103,8 +115,8 @@ impl WatchGuard {
 impl Drop for WatchGuard {
     fn drop(&mut self) {
         self.detach_upstream();
-        if let Ok(mut entries) = self.watches.entries.lock() {
-            entries.remove(&self.id);
+        if let Ok(mut shard) = self.watches.shard(self.id).lock() {
+            shard.remove(&self.id);
         }
     }
 }
@@ -118,7 +130,7 @@ impl Watches {
             upstream: Mutex::new(None),
             cut: AtomicBool::new(false),
         });
-        self.entries.lock().ok()?.insert(id, watch.clone());
+        self.shard(id).lock().ok()?.insert(id, watch.clone());
         Some(WatchGuard {
             watches: self.clone(),
             id,
@@ -126,15 +138,25 @@ impl Watches {
         })
     }
 
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Arc<Watch>>> {
+        &self.shards[id as usize % SHARDS]
+    }
+
     fn snapshot(&self) -> Vec<Arc<Watch>> {
-        self.entries
-            .lock()
-            .map(|entries| entries.values().cloned().collect())
-            .unwrap_or_default()
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            if let Ok(shard) = shard.lock() {
+                all.extend(shard.values().cloned());
+            }
+        }
+        all
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().map(|s| s.len()).unwrap_or(0))
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -221,7 +221,7 @@ pub fn bearer_token(req: &RequestHeader) -> Option<&str> {
 
 /// The `name=value` pairs of every `Cookie` header, as bytes: one cookie with a byte that is not
 /// ASCII must not hide the others.
-fn cookie_pairs(req: &RequestHeader) -> impl Iterator<Item = (&[u8], &[u8])> {
+pub fn cookie_pairs(req: &RequestHeader) -> impl Iterator<Item = (&[u8], &[u8])> {
     req.headers
         .get_all(header::COOKIE)
         .iter()

@@ -25,7 +25,7 @@ use crate::auth::{SessionError, Sessions, TokenError, Tokens};
 use crate::config::{AssetMode, AssetRoute, RouteTarget, Settings};
 use crate::error::GatewayError;
 use crate::handlers::{Builtin, Caller};
-use crate::metrics::{Metrics, NO_ROUTE};
+use crate::metrics::{Metrics, NO_ROUTE, RouteMetrics};
 use crate::objects::InlineTypes;
 use crate::objects::ObjectStore;
 use crate::policy::{self, Decision, Principal};
@@ -51,6 +51,9 @@ pub struct Gateway {
     tokens: Arc<Tokens>,
     watches: Arc<cut::Watches>,
     disconnect_log: DisconnectLog,
+    /// Request metrics per route (by index), and for requests no route matched.
+    route_metrics: Vec<RouteMetrics>,
+    unrouted_metrics: RouteMetrics,
     in_flight: Arc<InFlight>,
     builtin: Option<Builtin>,
     assets: Assets,
@@ -218,8 +221,16 @@ impl Gateway {
             .tls
             .iter()
             .all(|l| l.client_auth != crate::tls::ClientAuth::Required);
+        let route_metrics = routes
+            .routes()
+            .iter()
+            .map(|route| metrics.route(&route.name))
+            .collect();
+        let unrouted_metrics = metrics.route(NO_ROUTE);
         Self {
             owned_cookies,
+            route_metrics,
+            unrouted_metrics,
             default_inline_types: Arc::new(InlineTypes::default()),
             settings,
             routes,
@@ -1579,8 +1590,10 @@ impl ProxyHttp for Gateway {
         if let Some(asset) = &ctx.asset {
             self.assets.record(asset, status);
         }
-        self.metrics
-            .observe_request(route, status, elapsed.as_secs_f64());
+        ctx.route
+            .and_then(|i| self.route_metrics.get(i))
+            .unwrap_or(&self.unrouted_metrics)
+            .observe(status, elapsed.as_secs_f64());
         if self.settings.log.access_log {
             let req = session.req_header();
             tracing::info!(
@@ -1589,7 +1602,7 @@ impl ProxyHttp for Gateway {
                 path = %req.uri.path(),
                 status,
                 route,
-                client = %ctx.client.map(|ip| ip.to_string()).unwrap_or_default(),
+                client = ctx.client.map(tracing::field::display),
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 error = e.map(|e| e.etype().as_str()),
                 "request"
