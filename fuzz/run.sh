@@ -3,7 +3,8 @@
 #
 #   fuzz/run.sh                       # 60 s per target
 #   fuzz/run.sh 300 path_routing jwt  # 5 minutes each for two targets
-#   fuzz/run.sh --stable 10           # the stable-toolchain runner (what CI runs)
+#   fuzz/run.sh --stable 10           # the stable-toolchain runner
+#   FUZZ_PROFILE=dev fuzz/run.sh --stable 5   # unoptimized, with overflow checks (CI's smoke run)
 #
 # With cargo-fuzz (`cargo install cargo-fuzz`) and a nightly toolchain it runs libFuzzer with
 # coverage guidance and AddressSanitizer (`cargo +nightly fuzz run`); otherwise, or with
@@ -30,8 +31,10 @@ fi
 if [ "$mode" = stable ]; then
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/postern-target}"
     echo "cargo-fuzz or a nightly toolchain missing (or --stable): the stable runner, without coverage guidance" >&2
-    cargo build --release --quiet --example fuzz_stable
-    exec "$CARGO_TARGET_DIR/release/examples/fuzz_stable" --seconds "$SECONDS_PER_TARGET" "${targets[@]}"
+    profile="${FUZZ_PROFILE:-release}"
+    cargo build --profile "$profile" --quiet --example fuzz_stable
+    [ "$profile" = dev ] && profile=debug
+    exec "$CARGO_TARGET_DIR/$profile/examples/fuzz_stable" --seconds "$SECONDS_PER_TARGET" "${targets[@]}"
 fi
 
 # libFuzzer builds with sanitizer flags: a target directory of its own, reused between runs.
