@@ -2,6 +2,10 @@
 //! that postern's own per-request cost can be told apart from Pingora's.
 //!
 //!   cargo run --release --example bare_pingora -- LISTEN_ADDR UPSTREAM_ADDR THREADS
+//!
+//! `BARE_WORK_STEALING=false` runs one Tokio runtime per thread instead of one work-stealing
+//! runtime; `BARE_KEEPALIVE_POOL=N` sizes the upstream connection pool (Pingora's defaults: work
+//! stealing on, 128 connections). `benches/load/pingora-settings.sh` compares them.
 
 use std::net::SocketAddr;
 
@@ -23,6 +27,10 @@ impl ProxyHttp for Bare {
     }
 }
 
+fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(listen), Some(upstream)) = (args.get(1), args.get(2).and_then(|u| u.parse().ok()))
@@ -30,9 +38,13 @@ fn main() {
         eprintln!("usage: bare_pingora LISTEN_ADDR UPSTREAM_ADDR [THREADS]");
         std::process::exit(2);
     };
+    let defaults = ServerConf::default();
     let conf = ServerConf {
         threads: args.get(3).and_then(|t| t.parse().ok()).unwrap_or(1),
-        ..ServerConf::default()
+        work_stealing: env("BARE_WORK_STEALING").unwrap_or(defaults.work_stealing),
+        upstream_keepalive_pool_size: env("BARE_KEEPALIVE_POOL")
+            .unwrap_or(defaults.upstream_keepalive_pool_size),
+        ..defaults
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();

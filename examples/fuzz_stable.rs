@@ -52,7 +52,7 @@ const DICTIONARY: &[&[u8]] = &[
     b"w=",
     b"h=",
     b"&",
-    b"fm=webp",
+    b"fmt=webp",
     b"q=",
     b"fit=",
     b"preset=",

@@ -4,7 +4,13 @@
 #   fuzz/run.sh                       # 60 s per target
 #   fuzz/run.sh 300 path_routing jwt  # 5 minutes each for two targets
 #   fuzz/run.sh --stable 10           # the stable-toolchain runner
+#   fuzz/run.sh jwt                   # one target, 60 s
 #   FUZZ_PROFILE=dev fuzz/run.sh --stable 5   # unoptimized, with overflow checks (CI's smoke run)
+#
+# Environment: FUZZ_PROFILE (the stable runner's cargo profile, default release), FUZZ_SEED (the
+# stable runner's random seed, printed at the start, to replay a run), CARGO_TARGET_DIR (stable
+# runner, default /var/tmp/postern-target), FUZZ_TARGET_DIR (libFuzzer's sanitizer build, default
+# /var/tmp/postern-fuzz-target). libFuzzer keeps what it learns in fuzz/corpus/TARGET/.
 #
 # With cargo-fuzz (`cargo install cargo-fuzz`) and a nightly toolchain it runs libFuzzer with
 # coverage guidance and AddressSanitizer (`cargo +nightly fuzz run`); otherwise, or with
@@ -16,8 +22,8 @@ cd "$(dirname "$0")/.."
 
 mode=auto
 if [ "${1:-}" = "--stable" ]; then mode=stable; shift; fi
-SECONDS_PER_TARGET="${1:-60}"
-[ $# -gt 0 ] && shift
+SECONDS_PER_TARGET=60
+if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then SECONDS_PER_TARGET="$1"; shift; fi
 if [ $# -gt 0 ]; then
     targets=("$@")
 else

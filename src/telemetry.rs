@@ -48,10 +48,18 @@ const FLUSH_SIZE: usize = 64 * 1024;
 /// Beyond this, lines are dropped (and counted) rather than block a worker thread on a stderr
 /// that does not drain.
 const MAX_BUFFERED: usize = 8 * 1024 * 1024;
+/// Room kept past the limit for warnings and errors, so that a flood of access lines cannot
+/// push them out.
+const URGENT_RESERVE: usize = 1024 * 1024;
+/// The longest a final flush may take: a stderr that does not drain must not keep the process
+/// from exiting.
+const FLUSH_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Log lines waiting for the writer thread.
 struct LogBuffer {
     lines: Mutex<Vec<u8>>,
+    /// Held from taking a batch until it is written, so that a flush sees no batch in between.
+    writing: Mutex<()>,
     wake: Condvar,
     dropped: AtomicU64,
     limit: usize,
@@ -62,6 +70,7 @@ impl LogBuffer {
     fn new(limit: usize) -> Self {
         Self {
             lines: Mutex::new(Vec::with_capacity(FLUSH_SIZE)),
+            writing: Mutex::new(()),
             wake: Condvar::new(),
             dropped: AtomicU64::new(0),
             limit,
@@ -75,7 +84,12 @@ impl LogBuffer {
         let Ok(mut lines) = self.lines.lock() else {
             return Some(line.to_vec());
         };
-        if lines.len() + line.len() > self.limit {
+        let limit = if urgent {
+            self.limit + URGENT_RESERVE
+        } else {
+            self.limit
+        };
+        if lines.len() + line.len() > limit {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -91,15 +105,29 @@ impl LogBuffer {
         None
     }
 
-    /// Everything waiting, once the interval passes or the writer is woken; `spare` (the
-    /// last batch, written) takes its place, so the buffer keeps its capacity.
-    fn wait_for_lines(&self, mut spare: Vec<u8>) -> Option<Vec<u8>> {
-        spare.clear();
+    /// Waits until the interval passes or the writer is woken.
+    fn wait_for_lines(&self) -> Option<()> {
         let lines = self.lines.lock().ok()?;
-        let (mut lines, _) = self.wake.wait_timeout(lines, FLUSH_INTERVAL).ok()?;
-        Some(std::mem::replace(&mut *lines, spare))
+        let _ = self.wake.wait_timeout(lines, FLUSH_INTERVAL).ok()?;
+        Some(())
     }
 
+    /// Takes everything waiting and writes it out; `spare` (the last batch, written) takes its
+    /// place, so the buffer keeps its capacity. Returns the batch written, for the next call.
+    fn write_batch(&self, mut spare: Vec<u8>, out: &mut impl Write) -> Vec<u8> {
+        spare.clear();
+        let Ok(_writing) = self.writing.lock() else {
+            return spare;
+        };
+        let batch = match self.lines.lock() {
+            Ok(mut lines) => std::mem::replace(&mut *lines, spare),
+            Err(_) => return Vec::new(),
+        };
+        self.write_out(&batch, out);
+        batch
+    }
+
+    #[cfg(test)]
     fn take(&self) -> Vec<u8> {
         self.lines
             .lock()
@@ -138,9 +166,8 @@ pub fn start_writer() {
                 let buffer = log_buffer();
                 buffer.writer_running.store(true, Ordering::Relaxed);
                 let mut batch = Vec::with_capacity(FLUSH_SIZE);
-                while let Some(lines) = buffer.wait_for_lines(batch) {
-                    buffer.write_out(&lines, &mut std::io::stderr().lock());
-                    batch = lines;
+                while buffer.wait_for_lines().is_some() {
+                    batch = buffer.write_batch(batch, &mut std::io::stderr().lock());
                 }
                 buffer.writer_running.store(false, Ordering::Relaxed);
             });
@@ -160,10 +187,19 @@ impl pingora::services::background::BackgroundService for LogWriter {
     }
 }
 
-/// Writes everything buffered now (before the process exits).
+/// Writes everything buffered now (before the process exits), waiting for a batch the writer
+/// thread has taken; gives up after [`FLUSH_DEADLINE`] when stderr does not drain.
 pub fn flush() {
-    let buffer = log_buffer();
-    buffer.write_out(&buffer.take(), &mut std::io::stderr().lock());
+    let (done, finished) = std::sync::mpsc::channel();
+    let flushing = std::thread::Builder::new()
+        .name("postern-log-flush".into())
+        .spawn(move || {
+            log_buffer().write_batch(Vec::new(), &mut std::io::stderr().lock());
+            let _ = done.send(());
+        });
+    if flushing.is_ok() {
+        let _ = finished.recv_timeout(FLUSH_DEADLINE);
+    }
 }
 
 /// The subscriber's writer: every line goes through the buffer; a warning or an error wakes the
@@ -235,8 +271,20 @@ mod tests {
         let buffer = LogBuffer::new(1024);
         buffer.push(b"waiting\n", false);
         let spare = Vec::with_capacity(4096);
-        assert_eq!(buffer.wait_for_lines(spare).unwrap(), b"waiting\n");
+        let mut out = Vec::new();
+        assert_eq!(buffer.write_batch(spare, &mut out), b"waiting\n");
+        assert_eq!(out, b"waiting\n");
         assert!(buffer.lines.lock().unwrap().capacity() >= 4096);
+    }
+
+    #[test]
+    fn warnings_have_room_when_access_lines_filled_the_buffer() {
+        let buffer = LogBuffer::new(16);
+        buffer.writer_running.store(true, Ordering::Relaxed);
+        assert_eq!(buffer.push(b"0123456789\n", false), None);
+        assert_eq!(buffer.push(b"0123456789\n", false), None);
+        assert_eq!(buffer.push(b"a warning\n", true), None);
+        assert_eq!(buffer.take(), b"0123456789\na warning\n");
     }
 
     #[test]

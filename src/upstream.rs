@@ -18,6 +18,8 @@ use crate::metrics::Metrics;
 
 pub struct Backend {
     pub address: BackendAddress,
+    /// The `Host` header for this backend (`address.authority()`), built once.
+    pub host_header: Option<http::HeaderValue>,
     label: String,
     resolved: ArcSwap<Vec<SocketAddr>>,
     next_addr: AtomicUsize,
@@ -97,6 +99,7 @@ impl UpstreamPool {
                     .map(|ip| vec![SocketAddr::new(ip, address.port)])
                     .unwrap_or_default();
                 Backend {
+                    host_header: http::HeaderValue::from_str(&address.authority()).ok(),
                     label: address.to_string(),
                     address: address.clone(),
                     resolved: ArcSwap::from_pointee(literal),

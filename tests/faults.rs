@@ -743,6 +743,13 @@ max_file_size = "8MiB"
     );
     assert_eq!(disk.files(), Vec::<String>::new(), "nothing half-written");
     assert_eq!(list().await, 0, "no record of the failed upload");
+    assert_eq!(
+        postern
+            .metric(r#"postern_uploads_total{result="failed",route="files"}"#)
+            .await,
+        1.0,
+        "a full disk is a failure, not a refusal"
+    );
 
     // The disk is usable again at once: a file that fits is stored whole.
     let (status, body) = upload(vec![b'b'; 100 << 10]).await;
@@ -846,7 +853,12 @@ access = "public"
         let url = busy.url("/slow?ms=3000");
         async move {
             let r = http_client().get(url).send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            let connection = r.headers().get("connection").cloned();
+            (
+                r.status().as_u16(),
+                connection,
+                r.json::<Value>().await.unwrap(),
+            )
         }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -863,8 +875,13 @@ access = "public"
         late.as_ref().map_or(true, |r| r.status() != 200),
         "a request after SIGTERM was served: {late:?}"
     );
-    let (status, echo) = slow.await.unwrap();
+    let (status, connection, echo) = slow.await.unwrap();
     assert_eq!(status, 200, "the request in flight was answered");
+    assert_eq!(
+        connection.as_ref().and_then(|v| v.to_str().ok()),
+        Some("close"),
+        "a request that began before the stop still ends its connection"
+    );
     assert_eq!(echo["uri"], "/slow?ms=3000");
     let exited = busy.exited_within(Duration::from_secs(20)).await;
     assert!(

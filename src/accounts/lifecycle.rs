@@ -479,9 +479,10 @@ impl Lifecycle {
     {
         match self.background.clone().try_acquire_owned() {
             Ok(permit) => {
+                let running = crate::services::drain::job();
                 tokio::spawn(async move {
                     job.await;
-                    drop(permit);
+                    drop((permit, running));
                 });
             }
             Err(_) => job.await,

@@ -224,7 +224,7 @@ impl Tokens {
 
     /// The token's claims once its header, signature, issuer, audience and times check out
     /// (everything but the user).
-    pub fn verified_claims(&self, token: &str) -> Result<Claims, TokenError> {
+    pub(crate) fn verified_claims(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.typ.as_deref() != Some(ACCESS_TYP) || header.kid.as_deref() != Some(ACCESS_KID) {
             return Err(TokenError::Invalid);

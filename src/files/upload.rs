@@ -70,6 +70,16 @@ fn fs_write_failed(e: std::io::Error) -> UploadError {
     }
 }
 
+/// A filesystem store's failure outside a write (creating the temporary file, the key's
+/// directories, the final name).
+fn fs_failed(e: crate::objects::fs::FsError) -> UploadError {
+    match e {
+        crate::objects::fs::FsError::Exists => UploadError::Taken,
+        crate::objects::fs::FsError::Io(io) => fs_write_failed(io),
+        other => store_failed(other),
+    }
+}
+
 /// Types the image pipeline can decode (and so turn into a variant).
 fn is_transformable(kind: FileType) -> bool {
     matches!(kind, sniff::JPEG | sniff::PNG | sniff::GIF | sniff::WEBP)
@@ -244,10 +254,7 @@ impl Writer<'_> {
                     Ok(etag) => Ok(Some(etag)),
                     Err(e) => {
                         let _ = tokio::fs::remove_file(&temp).await;
-                        Err(match e {
-                            crate::objects::fs::FsError::Exists => UploadError::Taken,
-                            other => store_failed(other),
-                        })
+                        Err(fs_failed(e))
                     }
                 }
             }
@@ -691,7 +698,7 @@ impl<'a> Upload<'a> {
                 etags: Vec::new(),
             }),
             Some(ObjectStore::Fs(fs)) => {
-                let (temp, file) = fs.create_temp().await.map_err(store_failed)?;
+                let (temp, file) = fs.create_temp().await.map_err(fs_failed)?;
                 Ok(Writer::Fs {
                     store: fs,
                     key: key.to_string(),

@@ -159,6 +159,7 @@ fn result_label(err: &GatewayError) -> &'static str {
         GatewayError::FileTypeRefused(_) => "type_refused",
         GatewayError::UploadIncomplete(_) | GatewayError::UploadTimeout => "aborted",
         GatewayError::StoreUnavailable
+        | GatewayError::InsufficientStorage
         | GatewayError::Unavailable(_)
         | GatewayError::ImageBusy
         | GatewayError::Internal => "failed",

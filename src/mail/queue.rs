@@ -166,6 +166,8 @@ impl BackgroundService for MailWorker {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
             if let Some(store) = self.store.load_full() {
+                // A delivery cut short by an early exit would be sent again by the next process.
+                let _running = crate::services::drain::job();
                 self.run_once(&store).await;
             }
             tokio::select! {

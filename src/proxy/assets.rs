@@ -322,6 +322,7 @@ impl Assets {
             Precondition::Failed => return Ok(Err(GatewayError::PreconditionFailed)),
             Precondition::NotModified => {
                 resp.set_status(StatusCode::NOT_MODIFIED)?;
+                crate::services::drain::close_if_leaving(session);
                 session.write_response_header(Box::new(resp), true).await?;
                 return Ok(Ok(304));
             }
@@ -339,6 +340,7 @@ impl Assets {
                 resp.set_status(StatusCode::RANGE_NOT_SATISFIABLE)?;
                 resp.insert_header(header::CONTENT_RANGE, format!("bytes */{}", object.size))?;
                 resp.insert_header(header::CONTENT_LENGTH, "0")?;
+                crate::services::drain::close_if_leaving(session);
                 session.write_response_header(Box::new(resp), true).await?;
                 return Ok(Ok(416));
             }
@@ -405,6 +407,7 @@ impl Assets {
             }
         }
         let nothing_to_send = asset.head || pieces.iter().all(|p| p.0.is_none() && p.2 == 0);
+        crate::services::drain::close_if_leaving(session);
         session
             .write_response_header(Box::new(resp), nothing_to_send)
             .await?;

@@ -243,8 +243,8 @@ pub fn cookie_value<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
 
 /// Removes the cookies named in `names` from the request, byte for byte, keeping the others in
 /// one `Cookie` header. Allocates only when one of them is present.
-pub fn strip_cookies(req: &mut RequestHeader, names: &[&str]) -> pingora::Result<()> {
-    let owned = |k: &[u8]| names.iter().any(|n| n.as_bytes() == k);
+pub fn strip_cookies(req: &mut RequestHeader, names: &[impl AsRef<str>]) -> pingora::Result<()> {
+    let owned = |k: &[u8]| names.iter().any(|n| n.as_ref().as_bytes() == k);
     if !cookie_pairs(req).any(|(k, _)| owned(k)) {
         return Ok(());
     }

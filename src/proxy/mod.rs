@@ -30,7 +30,7 @@ use crate::objects::InlineTypes;
 use crate::objects::ObjectStore;
 use crate::policy::{self, Decision, Principal};
 use crate::routing::{Match, PathError, Route, RouteTable, check_unambiguous, normalize_path};
-use crate::services::{InFlight, InFlightGuard};
+use crate::services::{InFlight, InFlightGuard, drain};
 use crate::upstream::UpstreamPool;
 
 use crate::files::UploadRoute;
@@ -1127,11 +1127,8 @@ impl ProxyHttp for Gateway {
         _ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         let server = &self.settings.server;
-        if self.in_flight.closing() {
-            session.set_keepalive(None);
-        } else {
-            session.set_keepalive(Some(server.keepalive_timeout.as_secs().max(1)));
-        }
+        session.set_keepalive(Some(server.keepalive_timeout.as_secs().max(1)));
+        drain::close_if_leaving(session);
         session.set_read_timeout(Some(server.client_timeout));
         session.set_write_timeout(Some(server.client_timeout));
         Ok(())
@@ -1403,17 +1400,15 @@ impl ProxyHttp for Gateway {
         headers::strip_hop_by_hop_request(upstream_request, websocket);
 
         // HTTP/2 requests carry the host as `:authority`, often without `Host`.
-        let host = headers::request_host(session.req_header()).map(str::to_owned);
         let forwarded = headers::ForwardedFor {
             peer: Self::peer_ip(session),
             client: ctx.client,
             trusted: ctx.peer_trusted,
             scheme: if is_tls(session) { "https" } else { "http" },
-            host: host.as_deref(),
+            host: headers::request_host(session.req_header()),
         };
         headers::set_forwarded(upstream_request, &forwarded)?;
-        let owned: Vec<&str> = self.owned_cookies.iter().map(String::as_str).collect();
-        headers::strip_cookies(upstream_request, &owned)?;
+        headers::strip_cookies(upstream_request, &self.owned_cookies)?;
         if ctx.bearer_consumed {
             upstream_request.remove_header(&header::AUTHORIZATION);
         }
@@ -1431,8 +1426,13 @@ impl ProxyHttp for Gateway {
         if let (Some(pool), Some(backend)) = (self.pool(ctx), ctx.current_backend)
             && !pool.settings.preserve_host
         {
-            let authority = pool.backends[backend].address.authority();
-            upstream_request.insert_header(header::HOST, authority)?;
+            let backend = &pool.backends[backend];
+            match &backend.host_header {
+                Some(host) => upstream_request.insert_header(header::HOST, host.clone())?,
+                None => {
+                    upstream_request.insert_header(header::HOST, backend.address.authority())?
+                }
+            }
         }
         Ok(())
     }
@@ -1443,6 +1443,8 @@ impl ProxyHttp for Gateway {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        // A request that began before a stop or an upgrade still ends its connection.
+        drain::close_if_leaving(session);
         // A response without a body ends here: its upstream socket may go back to the pool.
         let no_body = session.req_header().method == http::Method::HEAD
             || matches!(upstream_response.status.as_u16(), 204 | 304)

@@ -24,6 +24,7 @@ pub async fn send(
         resp.append_header(name.clone(), value.as_str())?;
     }
     let head_only = session.req_header().method == Method::HEAD || body.is_empty();
+    crate::services::drain::close_if_leaving(session);
     session
         .write_response_header(Box::new(resp), head_only)
         .await?;

@@ -212,7 +212,11 @@ impl ImageServer {
         if let (true, Some(shared), Some(key)) = (rendered_here, &self.shared, shared_key) {
             let shared = shared.clone();
             let copy = rendered.clone();
-            tokio::spawn(async move { shared.save(&key, &copy).await });
+            let running = crate::services::drain::job();
+            tokio::spawn(async move {
+                shared.save(&key, &copy).await;
+                drop(running);
+            });
         }
         Ok(if none_match_hits(if_none_match, &rendered.etag) {
             Answer::NotModified(rendered.etag.clone())
@@ -268,6 +272,7 @@ impl ImageServer {
             resp.append_header(*name, value.as_str())?;
         }
         let send_body = body.filter(|_| !req.head);
+        crate::services::drain::close_if_leaving(session);
         session
             .write_response_header(Box::new(resp), send_body.is_none())
             .await?;

@@ -1,11 +1,12 @@
 //! A graceful stop that loses no request and ends as soon as the last one finishes.
 //!
-//! Once a stop or an upgrade begins, every response says `Connection: close`, so that clients
-//! leave this process between requests instead of having an idle connection closed under a
-//! request they were sending (during an upgrade the new process takes the new connections).
-//! Pingora then sleeps the whole `shutdown_grace_period`, even with nothing in flight; this
-//! watches its execution phase and the requests in progress and ends the process the moment
-//! there are none left.
+//! Once a stop or an upgrade begins, every response says `Connection: close` (including those
+//! of requests that began before), so that clients leave this process between requests instead
+//! of having an idle connection closed under a request they were sending (during an upgrade the
+//! new process takes the new connections). Pingora then sleeps the whole
+//! `shutdown_grace_period`, even with nothing in flight; this watches its execution phase, the
+//! requests in progress and the work that outlives its request (a detached account job, an
+//! image variant being saved, a mail round), and ends the process the moment none is left.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -19,11 +20,49 @@ use tokio::sync::broadcast;
 /// How often the count of requests in progress is read during the grace period.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Requests in progress on the proxy listeners, and whether the process is on its way out.
+/// Whether this process is on its way out (a stop or an upgrade has begun).
+static LEAVING: AtomicBool = AtomicBool::new(false);
+/// Work running past its request's answer, in this process.
+static JOBS: AtomicUsize = AtomicUsize::new(0);
+
+/// A stop or an upgrade has begun: connections are not kept alive.
+pub fn leaving() -> bool {
+    LEAVING.load(Ordering::Relaxed)
+}
+
+/// Turns keep-alive off for this response once the process is leaving: call it before
+/// writing a response header.
+pub fn close_if_leaving(session: &mut pingora::proxy::Session) {
+    if leaving() || session.is_process_shutting_down() {
+        session.set_keepalive(None);
+    }
+}
+
+/// Counts work that outlives its request until the guard is dropped: an early exit waits
+/// for it (within the grace period).
+pub fn job() -> JobGuard {
+    JOBS.fetch_add(1, Ordering::Relaxed);
+    JobGuard(())
+}
+
+/// One piece of work that outlives its request.
+#[derive(Debug)]
+pub struct JobGuard(());
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        JOBS.fetch_sub(1, Ordering::Release);
+    }
+}
+
+fn jobs() -> usize {
+    JOBS.load(Ordering::Acquire)
+}
+
+/// Requests in progress on the proxy listeners.
 #[derive(Debug, Default)]
 pub struct InFlight {
     requests: AtomicUsize,
-    closing: AtomicBool,
 }
 
 impl InFlight {
@@ -35,11 +74,6 @@ impl InFlight {
 
     pub fn count(&self) -> usize {
         self.requests.load(Ordering::Acquire)
-    }
-
-    /// A stop or an upgrade has begun: connections are not kept alive.
-    pub fn closing(&self) -> bool {
-        self.closing.load(Ordering::Relaxed)
     }
 }
 
@@ -87,15 +121,24 @@ impl BackgroundService for DrainWatcher {
             .name("postern-drain".into())
             .spawn(move || {
                 let mut phases = phases;
-                if !leaving(&mut phases) {
+                if !stop_begins(&mut phases) {
                     return;
                 }
-                in_flight.closing.store(true, Ordering::Relaxed);
+                LEAVING.store(true, Ordering::Relaxed);
                 if !grace_period_begins(phases) {
                     return;
                 }
                 let since = Instant::now();
-                while in_flight.count() > 0 {
+                // Idle twice in a row: a request read just before the first look (pipelined
+                // on a connection that was still open) has been counted by the second.
+                let idle = || in_flight.count() == 0 && jobs() == 0;
+                loop {
+                    if idle() {
+                        std::thread::sleep(POLL);
+                        if idle() {
+                            break;
+                        }
+                    }
                     std::thread::sleep(POLL);
                 }
                 tracing::info!(
@@ -112,7 +155,7 @@ impl BackgroundService for DrainWatcher {
 }
 
 /// Waits for a stop or an upgrade to begin; false when the server ended without one.
-fn leaving(phases: &mut broadcast::Receiver<ExecutionPhase>) -> bool {
+fn stop_begins(phases: &mut broadcast::Receiver<ExecutionPhase>) -> bool {
     loop {
         match phases.blocking_recv() {
             Ok(
@@ -146,6 +189,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn job_guards_count_work_past_the_answer() {
+        let before = jobs();
+        let job = job();
+        assert!(jobs() > before);
+        drop(job);
+        assert_eq!(jobs(), before);
+    }
+
+    #[test]
     fn guards_count_requests_in_progress() {
         let in_flight = Arc::new(InFlight::default());
         let first = in_flight.enter();
@@ -176,10 +228,10 @@ mod tests {
         tx.send(ExecutionPhase::Running).unwrap();
         tx.send(ExecutionPhase::GracefulUpgradeTransferringFds)
             .unwrap();
-        assert!(leaving(&mut rx));
+        assert!(stop_begins(&mut rx));
         let (tx, mut rx) = broadcast::channel(8);
         tx.send(ExecutionPhase::Running).unwrap();
         tx.send(ExecutionPhase::ShutdownRuntimes).unwrap();
-        assert!(!leaving(&mut rx));
+        assert!(!stop_begins(&mut rx));
     }
 }

@@ -3,7 +3,7 @@
 mod credentials;
 mod database;
 mod dns;
-mod drain;
+pub mod drain;
 mod janitor;
 mod revocations;
 
