@@ -3,15 +3,20 @@
 //!
 //!   cargo run --release --example bare_pingora -- LISTEN_ADDR UPSTREAM_ADDR THREADS
 //!
-//! `BARE_WORK_STEALING=false` runs one Tokio runtime per thread instead of one work-stealing
-//! runtime; `BARE_KEEPALIVE_POOL=N` sizes the upstream connection pool (Pingora's defaults: work
-//! stealing on, 128 connections). `benches/load/pingora-settings.sh` compares them.
+//! It runs with postern's allocator (mimalloc). `BARE_WORK_STEALING=false` runs one Tokio
+//! runtime per thread instead of one work-stealing runtime; `BARE_KEEPALIVE_POOL=N` sizes the
+//! upstream connection pool (Pingora's defaults: work stealing on, 128 connections).
+//! `benches/load/pingora-settings.sh` compares them.
 
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
+
+// The allocator postern runs with, so that the comparison is of the proxy code alone.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Bare {
     upstream: SocketAddr,

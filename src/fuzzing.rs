@@ -363,13 +363,13 @@ pub fn object_key(data: &[u8]) {
     } else {
         "users/{user_id}/{path}".to_string()
     };
-    let ann = Principal {
-        user_id: "u-1".into(),
-        username: "ann".into(),
-        email: "ann@example.com".into(),
-        roles: Vec::new(),
-        password_changed_at: None,
-    };
+    let ann = Principal::new(
+        "u-1".into(),
+        "ann".into(),
+        "ann@example.com".into(),
+        Vec::new(),
+        None,
+    );
     let Ok(key) = KeyTemplate::render(&template, &path, Some(&ann)) else {
         return;
     };

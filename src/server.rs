@@ -233,6 +233,7 @@ pub fn server_conf(settings: &Settings, options: ServeOptions) -> ServerConf {
     ServerConf {
         daemon: options.daemon,
         threads: s.threads,
+        work_stealing: s.work_stealing,
         pid_file: path(&s.pid_file),
         upgrade_sock: path(&s.upgrade_sock),
         error_log: s.error_log.as_deref().map(path),

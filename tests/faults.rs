@@ -758,17 +758,15 @@ max_file_size = "8MiB"
     assert_eq!(list().await, 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_upgrade_under_load_fails_no_request() {
-    let app = Upstream::start("app").await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = process_config(&format!(
+/// A public route to `app` with a 60 s grace period: a stop that takes as long failed the test.
+fn app_with_grace_period(app: &Upstream, sections: &str, upstream_keys: &str) -> String {
+    process_config(&format!(
         r#"
-[log]
-access_log = false
+{sections}
 
 [upstreams.app]
 backends = ["{}"]
+{upstream_keys}
 
 [[routes]]
 name = "app"
@@ -781,7 +779,14 @@ access = "public"
     .replace(
         "shutdown_timeout = \"1s\"",
         "shutdown_timeout = \"1s\"\nshutdown_grace_period = \"60s\"",
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgrade_under_load_fails_no_request() {
+    let app = Upstream::start("app").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = app_with_grace_period(&app, "[log]\naccess_log = false", "");
     let mut old = Instance::start(dir.path(), "old", &config);
     let traffic = Traffic::start(old.url("/load"), None, 16);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -822,24 +827,7 @@ access = "public"
 async fn sigterm_lets_requests_finish_and_exits_as_soon_as_they_are_done() {
     let app = Upstream::start("app").await;
     let dir = tempfile::tempdir().unwrap();
-    let config = process_config(&format!(
-        r#"
-[upstreams.app]
-backends = ["{}"]
-read_timeout = "30s"
-
-[[routes]]
-name = "app"
-path = "/"
-upstream = "app"
-access = "public"
-"#,
-        app.url()
-    ))
-    .replace(
-        "shutdown_timeout = \"1s\"",
-        "shutdown_timeout = \"1s\"\nshutdown_grace_period = \"60s\"",
-    );
+    let config = app_with_grace_period(&app, "", "read_timeout = \"30s\"");
 
     // Idle: the process ends at once, not after 60 s.
     let mut idle = Instance::start(dir.path(), "idle", &config);

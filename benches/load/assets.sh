@@ -4,9 +4,10 @@
 #    examples/s3_server.rs, an S3 server that verifies signatures) vs fetched directly from that S3 server
 #    with a presigned URL, same connections and duration; prints bytes/s and the ratio;
 #  - redirects: postern answering 302 to a fresh presigned URL (redirect mode) vs nginx answering a
-#    fixed 302; prints requests/s and the ratio.
+#    fixed 302; prints requests/s, CPU time per request and the ratios.
+# Medians over the rounds.
 #
-#   benches/load/assets.sh                   # defaults: 10s per run, 2 rounds
+#   benches/load/assets.sh                   # defaults: 10s per run, 3 rounds
 #   DURATION=20s ROUNDS=3 benches/load/assets.sh
 #
 # Needs nginx and wrk (installed from Debian's packages when missing and running as root).
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 DURATION="${DURATION:-10s}"
-ROUNDS="${ROUNDS:-2}"
+ROUNDS="${ROUNDS:-3}"
 STREAM_CONNECTIONS="${STREAM_CONNECTIONS:-8}"
 REDIRECT_CONNECTIONS="${REDIRECT_CONNECTIONS:-64}"
 WRK_THREADS="${WRK_THREADS:-2}"
@@ -78,8 +79,8 @@ mode = "redirect"
 CONF
 
 "$S3" "127.0.0.1:$S3P" "$work/s3" "$BENCH_S3_KEY" "$BENCH_S3_SECRET" 2>"$work/s3.log" & pids+=($!)
-nginx -p "$work/ngx" -c "$work/ngx/nginx.conf" -g 'daemon off;' & pids+=($!)
-"$POSTERN" serve -c "$work/postern.toml" 2>"$work/postern.log" & pids+=($!)
+nginx -p "$work/ngx" -c "$work/ngx/nginx.conf" -g 'daemon off;' & NGX_PID=$!; pids+=($!)
+"$POSTERN" serve -c "$work/postern.toml" 2>"$work/postern.log" & PST_PID=$!; pids+=($!)
 wait_port "$S3P"; wait_port "$NGX"; wait_port "$PST"
 
 # Uploaded through the S3 API, so that the server keeps the object's ETag and serves GETs without
@@ -106,35 +107,38 @@ bytes_per_s() {
         sub(/[KMG]?B$/, "", v); printf "%.0f\n", v*m }' <<<"$1"
 }
 errors() { awk '/Non-2xx|Non-3xx|Socket errors/ {print}' <<<"$1" | tr '\n' ' '; }
-max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a > b ? a : b) }'; }
 
 echo "warming up..." >&2
 wrk -t1 -c4 -d2s "http://127.0.0.1:$PST/stream/big.bin" >/dev/null
 wrk -t1 -c4 -d2s "$PRESIGNED" >/dev/null
 
-best_direct=0; best_stream=0; best_nginx=0; best_redirect=0
+declare -a DIRECT STREAM NGINX_RPS REDIRECT_RPS NGINX_CPU REDIRECT_CPU RATIO_RPS RATIO_CPU
 for round in $(seq 1 "$ROUNDS"); do
     out="$(wrk_run "$STREAM_CONNECTIONS" "$PRESIGNED")"
     echo "round $round direct from S3: $(bytes_per_s "$out") B/s $(errors "$out")" >&2
-    best_direct=$(max "$best_direct" "$(bytes_per_s "$out")")
+    DIRECT+=("$(bytes_per_s "$out")")
     out="$(wrk_run "$STREAM_CONNECTIONS" "http://127.0.0.1:$PST/stream/big.bin")"
     echo "round $round through postern: $(bytes_per_s "$out") B/s $(errors "$out")" >&2
-    best_stream=$(max "$best_stream" "$(bytes_per_s "$out")")
-    out="$(wrk_run "$REDIRECT_CONNECTIONS" "http://127.0.0.1:$NGX/go/big.bin")"
-    echo "round $round nginx fixed 302: $(rps "$out") req/s $(errors "$out")" >&2
-    best_nginx=$(max "$best_nginx" "$(rps "$out")")
-    out="$(wrk_run "$REDIRECT_CONNECTIONS" "http://127.0.0.1:$PST/go/big.bin")"
-    echo "round $round postern presigned 302: $(rps "$out") req/s $(errors "$out")" >&2
-    best_redirect=$(max "$best_redirect" "$(rps "$out")")
+    STREAM+=("$(bytes_per_s "$out")")
+    CONNECTIONS="$REDIRECT_CONNECTIONS"
+    read -r n_rps _ n_cpu n_err <<<"$(measure_url "http://127.0.0.1:$NGX/go/big.bin" "" "$NGX_PID")"
+    echo "round $round nginx fixed 302: $n_rps req/s, $n_cpu us CPU/request, errors: $n_err" >&2
+    read -r p_rps _ p_cpu p_err <<<"$(measure_url "http://127.0.0.1:$PST/go/big.bin" "" "$PST_PID")"
+    echo "round $round postern presigned 302: $p_rps req/s, $p_cpu us CPU/request, errors: $p_err" >&2
+    NGINX_RPS+=("$n_rps"); REDIRECT_RPS+=("$p_rps"); NGINX_CPU+=("$n_cpu"); REDIRECT_CPU+=("$p_cpu")
+    RATIO_RPS+=("$(awk -v a="$p_rps" -v b="$n_rps" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')")
+    RATIO_CPU+=("$(awk -v a="$p_cpu" -v b="$n_cpu" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')")
 done
 
+direct="$(median "${DIRECT[@]}")"; stream="$(median "${STREAM[@]}")"
 echo
-echo "assets, $DURATION per run, best of $ROUNDS, $cores cores shared by wrk, postern, nginx and the S3 server"
+echo "assets, $DURATION per run, $ROUNDS rounds (medians), $cores cores shared by wrk, postern, nginx and the S3 server"
 printf '%-32s %16s\n' "streaming 16 MiB object" "MiB/s"
-awk -v v="$best_direct" 'BEGIN { printf "%-32s %16.0f\n", "direct from S3 (presigned)", v/1048576 }'
-awk -v v="$best_stream" 'BEGIN { printf "%-32s %16.0f\n", "through postern (signed)", v/1048576 }'
-awk -v p="$best_stream" -v d="$best_direct" 'BEGIN { printf "ratio postern/direct (bytes/s): %.2f\n", p/d }'
-printf '%-32s %16s\n' "302 redirects" "requests/s"
-printf '%-32s %16.0f\n' "nginx, fixed Location" "$best_nginx"
-printf '%-32s %16.0f\n' "postern, presigned per request" "$best_redirect"
-awk -v p="$best_redirect" -v n="$best_nginx" 'BEGIN { printf "ratio postern/nginx (requests/s): %.2f\n", p/n }'
+awk -v v="$direct" 'BEGIN { printf "%-32s %16.0f\n", "direct from S3 (presigned)", v/1048576 }'
+awk -v v="$stream" 'BEGIN { printf "%-32s %16.0f\n", "through postern (signed)", v/1048576 }'
+awk -v p="$stream" -v d="$direct" 'BEGIN { printf "ratio postern/direct (bytes/s): %.2f\n", p/d }'
+printf '%-32s %16s %16s\n' "302 redirects" "requests/s" "CPU us/request"
+printf '%-32s %16.0f %16.1f\n' "nginx, fixed Location" "$(median "${NGINX_RPS[@]}")" "$(median "${NGINX_CPU[@]}")"
+printf '%-32s %16.0f %16.1f\n' "postern, presigned per request" "$(median "${REDIRECT_RPS[@]}")" "$(median "${REDIRECT_CPU[@]}")"
+printf 'ratio postern/nginx (requests/s): %.2f   (rounds: %s)\n' "$(median "${RATIO_RPS[@]}")" "${RATIO_RPS[*]}"
+printf 'ratio postern/nginx (CPU/request): %.2f   (rounds: %s)\n' "$(median "${RATIO_CPU[@]}")" "${RATIO_CPU[*]}"

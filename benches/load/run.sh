@@ -76,7 +76,8 @@ start_upstream
 nginx -p "$work/ngx" -c "$work/ngx/nginx.conf" -g 'daemon off;' & NGX_PID=$!; pids+=($!)
 "$POSTERN" serve -c "$work/postern.toml" 2>"$work/postern.log" & PST_PID=$!; pids+=($!)
 "$POSTERN" serve -c "$work/postern-logged.toml" 2>"$work/access.log" & PSL_PID=$!; pids+=($!)
-"$BARE" "127.0.0.1:$BAR" "127.0.0.1:$UP" "$cores" 2>"$work/bare.log" & BAR_PID=$!; pids+=($!)
+# The bare proxy on postern's runtime settings (one runtime per thread, as postern's default).
+BARE_WORK_STEALING=false "$BARE" "127.0.0.1:$BAR" "127.0.0.1:$UP" "$cores" 2>"$work/bare.log" & BAR_PID=$!; pids+=($!)
 wait_port "$UP"; wait_port "$NGX"; wait_port "$PST"; wait_port "$PSL"; wait_port "$BAR"
 
 curl -fsS "http://127.0.0.1:$PST/check" >/dev/null

@@ -61,13 +61,13 @@ pub struct NewSession {
 }
 
 pub fn principal_of(user: &User) -> Principal {
-    Principal {
-        user_id: user.id.clone(),
-        username: user.username.clone(),
-        email: user.email.clone(),
-        roles: user.roles.clone(),
-        password_changed_at: user.password_changed_at,
-    }
+    Principal::new(
+        user.id.clone(),
+        user.username.clone(),
+        user.email.clone(),
+        user.roles.clone(),
+        user.password_changed_at,
+    )
 }
 
 fn hash_token(token: &str) -> String {

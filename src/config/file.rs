@@ -90,6 +90,7 @@ pub struct LinksSection {
 pub struct ServerSection {
     pub listen: Option<String>,
     pub threads: Option<usize>,
+    pub work_stealing: Option<bool>,
     pub data_dir: Option<String>,
     pub pid_file: Option<String>,
     pub upgrade_sock: Option<String>,

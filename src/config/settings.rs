@@ -86,6 +86,9 @@ impl Settings {
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub threads: usize,
+    /// One work-stealing Tokio runtime for all worker threads, instead of one runtime per
+    /// thread (measured faster on the proxy path: no cross-thread hand-offs).
+    pub work_stealing: bool,
     pub data_dir: PathBuf,
     pub pid_file: PathBuf,
     pub upgrade_sock: PathBuf,

@@ -385,6 +385,7 @@ fn server_settings(c: &mut Checker, file: &FileConfig) -> ServerSettings {
         hsts_hosts,
         listen,
         threads,
+        work_stealing: s.work_stealing.unwrap_or(false),
         data_dir,
         pid_file,
         upgrade_sock,

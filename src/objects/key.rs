@@ -174,13 +174,7 @@ mod tests {
         assert!(KeyTemplate::check("{path}/{nope}").is_err());
         assert!(KeyTemplate::check("/x/{path}").is_err());
         assert!(KeyTemplate::check("../{path}").is_err());
-        let p = Principal {
-            user_id: "42".into(),
-            username: "ann".into(),
-            email: "a@x".into(),
-            roles: vec![],
-            password_changed_at: None,
-        };
+        let p = Principal::new("42".into(), "ann".into(), "a@x".into(), vec![], None);
         assert_eq!(
             KeyTemplate::render("users/{user_id}/{path}", "a b.jpg", Some(&p)).unwrap(),
             "users/42/a b.jpg"
@@ -193,10 +187,7 @@ mod tests {
             KeyTemplate::render("users/{user_id}/{path}", "x", None),
             Err(KeyError::UnsafeUser)
         );
-        let sneaky = Principal {
-            username: "../b".into(),
-            ..p
-        };
+        let sneaky = Principal::new("42".into(), "../b".into(), "a@x".into(), vec![], None);
         assert_eq!(
             KeyTemplate::render("u/{username}/{path}", "x", Some(&sneaky)),
             Err(KeyError::UnsafeUser)

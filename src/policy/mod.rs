@@ -4,6 +4,10 @@ mod origin;
 
 pub use origin::{CorsOrigins, CorsRule, OriginPattern, RefererRule};
 
+use std::sync::OnceLock;
+
+use http::HeaderValue;
+
 use crate::config::{Access, RoleMatch};
 
 /// A verified identity, as the identity layer establishes it.
@@ -16,7 +20,57 @@ pub struct Principal {
     /// When the password was last set (Unix seconds): a session past the password's maximum
     /// age is restricted to changing it.
     pub password_changed_at: Option<i64>,
+    header_values: IdentityValues,
 }
+
+impl Principal {
+    pub fn new(
+        user_id: String,
+        username: String,
+        email: String,
+        roles: Vec<String>,
+        password_changed_at: Option<i64>,
+    ) -> Self {
+        Self {
+            user_id,
+            username,
+            email,
+            roles,
+            password_changed_at,
+            header_values: IdentityValues::default(),
+        }
+    }
+
+    /// The identity headers' values — user id, username, email, roles joined by commas — made
+    /// on first use and kept: a cached session's principal serves many requests. `None` when
+    /// one of them cannot be a header value.
+    pub fn header_values(&self) -> Option<&[HeaderValue; 4]> {
+        self.header_values
+            .0
+            .get_or_init(|| {
+                let value = |s: &str| HeaderValue::from_str(s).ok();
+                Some([
+                    value(&self.user_id)?,
+                    value(&self.username)?,
+                    value(&self.email)?,
+                    value(&self.roles.join(","))?,
+                ])
+            })
+            .as_ref()
+    }
+}
+
+/// A cache of what the other fields say: equal whenever they are.
+#[derive(Debug, Clone, Default)]
+struct IdentityValues(OnceLock<Option<[HeaderValue; 4]>>);
+
+impl PartialEq for IdentityValues {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for IdentityValues {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -53,13 +107,13 @@ mod tests {
     use super::*;
 
     fn user(roles: &[&str]) -> Principal {
-        Principal {
-            user_id: "u1".into(),
-            username: "ann".into(),
-            email: "ann@example.com".into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            password_changed_at: None,
-        }
+        Principal::new(
+            "u1".into(),
+            "ann".into(),
+            "ann@example.com".into(),
+            roles.iter().map(|r| r.to_string()).collect(),
+            None,
+        )
     }
 
     fn roles(list: &[&str], require: RoleMatch) -> Access {
@@ -67,6 +121,25 @@ mod tests {
             roles: list.iter().map(|r| r.to_string()).collect(),
             require,
         }
+    }
+
+    #[test]
+    fn identity_values_are_made_once_from_the_fields() {
+        let ann = Principal::new(
+            "u1".into(),
+            "ann".into(),
+            "ann@example.com".into(),
+            vec!["staff".into(), "admin".into()],
+            None,
+        );
+        let values = ann.header_values().unwrap();
+        assert_eq!(values[0], "u1");
+        assert_eq!(values[1], "ann");
+        assert_eq!(values[2], "ann@example.com");
+        assert_eq!(values[3], "staff,admin");
+        assert!(std::ptr::eq(values, ann.header_values().unwrap()));
+        let broken = Principal::new("u2".into(), "a\nb".into(), String::new(), vec![], None);
+        assert!(broken.header_values().is_none());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{self, HeaderName};
 use ipnet::IpNet;
@@ -191,14 +192,33 @@ pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
 /// Passes the verified identity to the upstream app.
 pub fn set_identity(
     req: &mut RequestHeader,
-    names: &crate::config::IdentityHeaders,
+    names: &IdentityNames,
     principal: &crate::policy::Principal,
 ) -> pingora::Result<()> {
-    req.insert_header(names.user_id.clone(), principal.user_id.as_str())?;
-    req.insert_header(names.user.clone(), principal.username.as_str())?;
-    req.insert_header(names.email.clone(), principal.email.as_str())?;
-    req.insert_header(names.roles.clone(), principal.roles.join(","))?;
+    let Some(values) = principal.header_values() else {
+        return pingora::Error::e_explain(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "an identity value cannot be a header value",
+        );
+    };
+    for (name, value) in names.0.iter().zip(values) {
+        req.insert_header(name.clone(), value.clone())?;
+    }
     Ok(())
+}
+
+/// The identity headers' names as written on the wire (user id, user, email, roles), made
+/// once: Pingora would otherwise copy a configured name on every insert.
+pub struct IdentityNames([Bytes; 4]);
+
+impl IdentityNames {
+    pub fn new(names: &crate::config::IdentityHeaders) -> Self {
+        Self(
+            names
+                .all()
+                .map(|n| Bytes::copy_from_slice(n.as_str().as_bytes())),
+        )
+    }
 }
 
 /// The host the client asked for: `Host`, else the request target's authority.

@@ -62,6 +62,7 @@ pub struct Gateway {
     owned_headers: Vec<header::HeaderName>,
     /// Cookies that are postern's alone: the session and the CSRF cookie (under each name).
     owned_cookies: Vec<String>,
+    identity_names: headers::IdentityNames,
     /// For objects served outside an asset route (signed links).
     default_inline_types: Arc<InlineTypes>,
     /// The file API of upload routes.
@@ -228,6 +229,7 @@ impl Gateway {
             .collect();
         let unrouted_metrics = metrics.route(NO_ROUTE);
         Self {
+            identity_names: headers::IdentityNames::new(&settings.identity_headers),
             owned_cookies,
             route_metrics,
             unrouted_metrics,
@@ -1413,7 +1415,7 @@ impl ProxyHttp for Gateway {
             upstream_request.remove_header(&header::AUTHORIZATION);
         }
         if let Some(principal) = &ctx.principal {
-            headers::set_identity(upstream_request, &self.settings.identity_headers, principal)?;
+            headers::set_identity(upstream_request, &self.identity_names, principal)?;
             if let Some(name) = &self.settings.tokens.assertion_header {
                 let audience = self.route_label(ctx);
                 match self.tokens.assertion(principal, audience) {

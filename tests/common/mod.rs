@@ -270,8 +270,12 @@ impl Postern {
         env.insert("OPS".into(), ops_addr.to_string());
         env.insert("DATA".into(), data_dir.path().display().to_string());
         env.insert("TEST_DATABASE_URL".into(), database.url.clone());
-        let settings = postern::config::parse(&config, &|name| env.get(name).cloned())
+        let mut settings = postern::config::parse(&config, &|name| env.get(name).cloned())
             .unwrap_or_else(|problems| panic!("test config invalid: {problems:?}"));
+        // Pingora's per-thread runtimes cannot start again in a process where a server ran and
+        // stopped: servers in this process use one work-stealing runtime. The tests that run
+        // the binary (cli, faults, instances) run the default.
+        settings.server.work_stealing = true;
         let built = build_server_with_clock(settings, ServeOptions::default(), clock.clone())
             .expect("build server");
         let store = built.store.clone();
