@@ -2,7 +2,9 @@
 # Load comparison: postern vs nginx as reverse proxies in front of the same upstream, driven by
 # the same load generator on this machine in one run: nginx proxy_pass, postern on a public route,
 # postern on an authenticated route with a valid session cookie, postern with its access log on
-# (written to a file), and a bare Pingora proxy.
+# (written to a file), and a bare Pingora proxy (examples/bare_pingora.rs: the smallest ProxyHttp,
+# on postern's allocator and runtime settings), once as it is and once with the client and
+# upstream timeouts postern sets (what Pingora's timers cost).
 # For each: requests/s, p99 latency, and CPU time per request (user + system time of the proxy's
 # processes over the run, read from /proc, divided by the requests served: steadier than
 # requests/s on a shared machine). Prints the ratios per round and their medians.
@@ -28,7 +30,7 @@ POSTERN="$CARGO_TARGET_DIR/release/postern"
 BARE="$CARGO_TARGET_DIR/release/examples/bare_pingora"
 
 
-UP=$(port); NGX=$(port); PST=$(port); OPS=$(port); BAR=$(port); PSL=$(port); OPL=$(port)
+UP=$(port); NGX=$(port); PST=$(port); OPS=$(port); BAR=$(port); BRT=$(port); PSL=$(port); OPL=$(port)
 cores=$(nproc)
 
 # The upstream app: a static 200 from its own nginx, the same for both proxies.
@@ -78,7 +80,9 @@ nginx -p "$work/ngx" -c "$work/ngx/nginx.conf" -g 'daemon off;' & NGX_PID=$!; pi
 "$POSTERN" serve -c "$work/postern-logged.toml" 2>"$work/access.log" & PSL_PID=$!; pids+=($!)
 # The bare proxy on postern's runtime settings (one runtime per thread, as postern's default).
 BARE_WORK_STEALING=false "$BARE" "127.0.0.1:$BAR" "127.0.0.1:$UP" "$cores" 2>"$work/bare.log" & BAR_PID=$!; pids+=($!)
-wait_port "$UP"; wait_port "$NGX"; wait_port "$PST"; wait_port "$PSL"; wait_port "$BAR"
+# And with the client and upstream timeouts postern sets: what Pingora's timers cost.
+BARE_WORK_STEALING=false BARE_TIMEOUTS=true "$BARE" "127.0.0.1:$BRT" "127.0.0.1:$UP" "$cores" 2>"$work/bare-timeouts.log" & BRT_PID=$!; pids+=($!)
+wait_port "$UP"; wait_port "$NGX"; wait_port "$PST"; wait_port "$PSL"; wait_port "$BAR"; wait_port "$BRT"
 
 curl -fsS "http://127.0.0.1:$PST/check" >/dev/null
 curl -fsS "http://127.0.0.1:$NGX/check" >/dev/null
@@ -94,7 +98,7 @@ SESSION_COOKIE="$(curl -fsS -D - -o /dev/null -H 'Content-Type: application/json
 
 
 echo "warming up..." >&2
-for p in "$PST" "$PSL" "$NGX" "$BAR"; do wrk -t1 -c16 -d2s "http://127.0.0.1:$p/warm" >/dev/null; done
+for p in "$PST" "$PSL" "$NGX" "$BAR" "$BRT"; do wrk -t1 -c16 -d2s "http://127.0.0.1:$p/warm" >/dev/null; done
 
 # name|url|cookie|pids
 runs=(
@@ -103,10 +107,12 @@ runs=(
     "postern+login|http://127.0.0.1:$PST/private/bench|$SESSION_COOKIE|$PST_PID"
     "postern+log|http://127.0.0.1:$PSL/bench||$PSL_PID"
     "bare Pingora|http://127.0.0.1:$BAR/bench||$BAR_PID"
+    "bare+timeouts|http://127.0.0.1:$BRT/bench||$BRT_PID"
 )
 declare -A RPS CPU P99
 ratio_names=("postern/nginx req/s" "postern/bare req/s" "postern/nginx cpu" "postern/bare cpu" \
-    "login/public req/s" "login/public cpu" "log-on/log-off req/s" "log-on/log-off cpu")
+    "login/public req/s" "login/public cpu" "log-on/log-off req/s" "log-on/log-off cpu" \
+    "postern/bare+timeouts cpu")
 declare -A RATIOS
 for round in $(seq 1 "$ROUNDS"); do
     for run in "${runs[@]}"; do
@@ -123,6 +129,7 @@ for round in $(seq 1 "$ROUNDS"); do
         "$(r "$cpu_postern" "$cpu_nginx")" "$(r "$cpu_postern" "$cpu_bare_Pingora")"
         "$(r "$rps_postern_login" "$rps_postern")" "$(r "$cpu_postern_login" "$cpu_postern")"
         "$(r "$rps_postern_log" "$rps_postern")" "$(r "$cpu_postern_log" "$cpu_postern")"
+        "$(r "$cpu_postern" "$cpu_bare_timeouts")"
     )
     line="round $round ratios:"
     for i in "${!ratio_names[@]}"; do
