@@ -54,7 +54,14 @@ impl ProxyHttp for Bare {
 }
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
+    let value = std::env::var(name).ok()?;
+    match value.parse() {
+        Ok(v) => Some(v),
+        Err(_) => {
+            eprintln!("bare_pingora: {name}={value:?} cannot be read");
+            std::process::exit(2);
+        }
+    }
 }
 
 fn main() {

@@ -197,8 +197,13 @@ pub fn flush() {
             log_buffer().write_batch(Vec::new(), &mut std::io::stderr().lock());
             let _ = done.send(());
         });
-    if flushing.is_ok() {
-        let _ = finished.recv_timeout(FLUSH_DEADLINE);
+    match flushing {
+        Ok(_) => {
+            let _ = finished.recv_timeout(FLUSH_DEADLINE);
+        }
+        Err(_) => {
+            log_buffer().write_batch(Vec::new(), &mut std::io::stderr().lock());
+        }
     }
 }
 

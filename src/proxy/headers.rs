@@ -196,6 +196,10 @@ pub fn set_identity(
     principal: &crate::policy::Principal,
 ) -> pingora::Result<()> {
     let Some(values) = principal.header_values() else {
+        tracing::warn!(
+            user_id = %principal.user_id,
+            "the user's name, email or roles cannot be sent as identity headers"
+        );
         return pingora::Error::e_explain(
             pingora::ErrorType::InvalidHTTPHeader,
             "an identity value cannot be a header value",

@@ -186,7 +186,7 @@ pub fn validate_username(username: &str) -> Result<(), StoreError> {
 
 pub fn validate_email(email: &str) -> Result<(), StoreError> {
     let ok = email.len() <= 254
-        && !email.chars().any(char::is_whitespace)
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
         });
@@ -793,5 +793,19 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_that_could_not_be_a_header_value_are_refused() {
+        assert!(validate_email("ann@example.com").is_ok());
+        assert!(validate_email("ann\u{1}@example.com").is_err());
+        assert!(validate_email("ann@example.com\u{7f}").is_err());
+        assert!(validate_email("ann @example.com").is_err());
+        assert!(validate_email("ann@localhost").is_err());
     }
 }
