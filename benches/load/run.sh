@@ -151,7 +151,7 @@ echo
 echo "ratios (median of the rounds' ratios; CPU: lower is better)"
 for i in "${!ratio_names[@]}"; do
     # shellcheck disable=SC2086
-    printf '%-24s %6.2f   (rounds: %s)\n' "${ratio_names[$i]}" "$(median ${RATIOS[$i]})" "${RATIOS[$i]% }"
+    printf '%-26s %6.2f   (rounds: %s)\n' "${ratio_names[$i]}" "$(median ${RATIOS[$i]})" "${RATIOS[$i]% }"
 done
 awk -v l="$(median ${RATIOS[4]})" 'BEGIN { printf "session check cost (1 - logged-in/public requests/s): %.1f%%\n", (1 - l) * 100 }'
 awk -v l="$(median ${RATIOS[6]})" 'BEGIN { printf "access log cost (1 - log-on/log-off requests/s): %.1f%%\n", (1 - l) * 100 }'
