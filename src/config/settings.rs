@@ -87,7 +87,7 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub threads: usize,
     /// One work-stealing Tokio runtime for all worker threads, instead of one runtime per
-    /// thread (measured faster on the proxy path: no cross-thread hand-offs).
+    /// thread (per-thread measured less CPU per request on the proxy path).
     pub work_stealing: bool,
     pub data_dir: PathBuf,
     pub pid_file: PathBuf,
