@@ -58,7 +58,7 @@ for target in "${targets[@]}"; do
         failed=1
         grep -E 'panicked|ERROR|Test unit written|SUMMARY' "$log" | head -5 | sed 's/^/  /'
     fi
-    runs="$(awk -F: '/stat::number_of_executed_units/ { gsub(/ /, "", $2); print $2 }' "$log" | tail -1)"
+    runs="$(awk '/stat::number_of_executed_units/ { print $NF }' "$log" | tail -1)"
     if [ -z "$runs" ] && [ "$crashes" = 0 ]; then
         echo "  $target did not run:" >&2; tail -20 "$log" >&2; failed=1
     fi
