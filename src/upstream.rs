@@ -18,7 +18,8 @@ use crate::metrics::Metrics;
 
 pub struct Backend {
     pub address: BackendAddress,
-    /// The `Host` header for this backend (`address.authority()`), built once.
+    /// The `Host` header for this backend (`address.authority()`), built once; `None` when the
+    /// authority cannot be a header value (the request then fails, as inserting it would).
     pub host_header: Option<http::HeaderValue>,
     label: String,
     resolved: ArcSwap<Vec<SocketAddr>>,

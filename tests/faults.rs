@@ -165,18 +165,6 @@ kind = "builtin"
     )
 }
 
-async fn login(instance: &Instance) -> String {
-    let r = http_client()
-        .post(instance.url("/_postern/login"))
-        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "login");
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
-    cookie.split(';').next().unwrap().to_string()
-}
-
 async fn error_of(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -399,7 +387,7 @@ access = "authenticated"
         app.url()
     ));
     let postern = Instance::start(dir.path(), "postern", &config);
-    let cookie = login(&postern).await;
+    let cookie = postern.login("admin", ADMIN_PASSWORD).await;
     assert_eq!(get(&postern.url("/private/x"), Some(&cookie)).await.0, 200);
     let traffic = Traffic::start(postern.url("/private/x"), Some(cookie.clone()), 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -435,7 +423,7 @@ access = "authenticated"
         get(&readyz, None).await.0 == 200
     })
     .await;
-    let again = login(&postern).await;
+    let again = postern.login("admin", ADMIN_PASSWORD).await;
     assert_eq!(get(&postern.url("/private/y"), Some(&again)).await.0, 200);
 
     let (ok, failures) = traffic.stop().await;

@@ -1428,13 +1428,13 @@ impl ProxyHttp for Gateway {
         if let (Some(pool), Some(backend)) = (self.pool(ctx), ctx.current_backend)
             && !pool.settings.preserve_host
         {
-            let backend = &pool.backends[backend];
-            match &backend.host_header {
-                Some(host) => upstream_request.insert_header(header::HOST, host.clone())?,
-                None => {
-                    upstream_request.insert_header(header::HOST, backend.address.authority())?
-                }
-            }
+            let host = pool.backends[backend].host_header.clone().ok_or_else(|| {
+                pingora::Error::explain(
+                    ErrorType::InvalidHTTPHeader,
+                    "the backend's address is not a Host value",
+                )
+            })?;
+            upstream_request.insert_header(header::HOST, host)?;
         }
         Ok(())
     }
