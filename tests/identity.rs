@@ -784,3 +784,58 @@ cors = { origins = ["https://app.example.com"], methods = ["GET", "POST"], heade
         .unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_change_never_reaches_the_app_with_the_cached_identity() {
+    let app = Upstream::start("app").await;
+    let cached = config("").replace("cache_ttl = \"0\"", "cache_ttl = \"60s\"");
+    let p = Postern::start(&cached, &[("APP", app.url())]);
+    let alice = p.add_user("alice", "correct horse", &["staff"]).await;
+    p.add_user("root", "root passphrase", &["admin"]).await;
+    let dashboard = async |cookie: &str| {
+        client()
+            .get(p.url("/dashboard"))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+    };
+    let roles_seen = async |cookie: &str| {
+        let r = dashboard(cookie).await;
+        assert_eq!(r.status(), 200);
+        let echo: Value = r.json().await.unwrap();
+        let mut roles: Vec<String> = echoed_header(&echo, "x-postern-roles")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::to_string)
+            .collect();
+        roles.sort();
+        roles
+    };
+    let alice_cookie = p.login_cookie("alice", "correct horse").await;
+    assert_eq!(roles_seen(&alice_cookie).await, ["staff"]);
+    assert_eq!(
+        roles_seen(&alice_cookie).await,
+        ["staff"],
+        "served from the cache"
+    );
+
+    let admin_cookie = p.login_cookie("root", "root passphrase").await;
+    let r = client()
+        .post(p.url(&format!("/_postern/admin/users/{}/roles", alice.id)))
+        .header("Cookie", &admin_cookie)
+        .json(&json!({"role": "editor"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // The change ends the session (and its cached identity) at once; a new login sees it.
+    let r = dashboard(&alice_cookie).await;
+    assert_eq!(
+        r.status(),
+        401,
+        "the old session's cached roles never reach the app"
+    );
+    let alice_again = p.login_cookie("alice", "correct horse").await;
+    assert_eq!(roles_seen(&alice_again).await, ["editor", "staff"]);
+}
